@@ -1,0 +1,1 @@
+"""``smsgw sim-carrier``: a fake carrier for development, tests and benchmarks."""

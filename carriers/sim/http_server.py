@@ -1,0 +1,155 @@
+"""The sim-carrier's HTTP side and its inbox.
+
+``POST /messages`` ``{"from", "to", "text", "dlr_url"?, "ref"?}`` → ``{"id"}``;
+``GET /inbox?to=+E164`` → that number's messages, newest first; ``GET /stats`` → counters.
+Knobs: latency, failure rate (answers 503), delivery-receipt rate and delay, undeliverable rate
+(receipt says failed). A repeated ``ref`` returns the first id and adds nothing to the inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+log = logging.getLogger("smsgw.sim")
+
+
+@dataclass
+class SimOptions:
+    latency_ms: float = 0.0
+    failure_rate: float = 0.0
+    receipt_rate: float = 1.0
+    receipt_delay_ms: float = 50.0
+    undeliverable_rate: float = 0.0
+    seed: int | None = None
+    inbox_limit: int = 200_000
+
+
+@dataclass
+class InboxMessage:
+    id: str
+    sender: str
+    to: str
+    text: str
+    received_at: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "from": self.sender, "to": self.to, "text": self.text,
+                "received_at": self.received_at}
+
+
+@dataclass
+class Inbox:
+    limit: int = 200_000
+    messages: deque[InboxMessage] = field(default_factory=deque)
+    by_to: dict[str, list[InboxMessage]] = field(default_factory=dict)
+    by_ref: dict[str, str] = field(default_factory=dict)
+    received: int = 0
+    duplicates: int = 0
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def add(self, sender: str, to: str, text: str, ref: str | None = None) -> tuple[str, bool]:
+        """Store a message; returns (id, new). A known ref returns its first id and stores nothing."""
+        if ref is not None and ref in self.by_ref:
+            self.duplicates += 1
+            return self.by_ref[ref], False
+        msg = InboxMessage(f"sim-{next(self._ids)}", sender, to, text, time.time())
+        self.messages.append(msg)
+        self.by_to.setdefault(to, []).append(msg)
+        if ref is not None:
+            self.by_ref[ref] = msg.id
+        self.received += 1
+        while len(self.messages) > self.limit:
+            old = self.messages.popleft()
+            lst = self.by_to.get(old.to)
+            if lst:
+                lst.remove(old)
+                if not lst:
+                    del self.by_to[old.to]
+        return msg.id, True
+
+
+class SimHttp:
+    def __init__(self, inbox: Inbox, options: SimOptions) -> None:
+        self.inbox = inbox
+        self.options = options
+        self.rng = random.Random(options.seed)
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.receipts_sent = 0
+        self.receipts_failed = 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/messages", self.submit)
+        app.router.add_get("/inbox", self.inbox_view)
+        app.router.add_get("/stats", self.stats)
+        app.cleanup_ctx.append(self._client)
+        return app
+
+    async def _client(self, app: web.Application) -> Any:
+        self._session = aiohttp.ClientSession()
+        yield
+        for t in list(self._tasks):
+            t.cancel()
+        await self._session.close()
+
+    async def submit(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "invalid json"}, status=400)
+        if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("from", "to", "text")):
+            return web.json_response({"error": "from, to and text are required strings"}, status=400)
+        if self.options.latency_ms:
+            await asyncio.sleep(self.options.latency_ms / 1000)
+        if self.options.failure_rate and self.rng.random() < self.options.failure_rate:
+            return web.json_response({"error": "simulated failure"}, status=503)
+        ref = body.get("ref") if isinstance(body.get("ref"), str) else None
+        mid, new = self.inbox.add(body["from"], body["to"], body["text"], ref)
+        dlr_url = body.get("dlr_url")
+        if new and isinstance(dlr_url, str) and self.rng.random() < self.options.receipt_rate:
+            status = "failed" if self.rng.random() < self.options.undeliverable_rate else "delivered"
+            self._spawn(self._send_receipt(dlr_url, mid, status))
+        return web.json_response({"id": mid})
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _send_receipt(self, url: str, mid: str, status: str) -> None:
+        await asyncio.sleep(self.options.receipt_delay_ms / 1000)
+        payload = {"id": mid, "status": status}
+        if status == "failed":
+            payload["err"] = "001"
+        assert self._session is not None
+        for attempt in range(5):
+            try:
+                async with self._session.post(url, json=payload, timeout=aiohttp.ClientTimeout(total=5)) as r:
+                    if r.status < 500:
+                        self.receipts_sent += 1
+                        return
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            await asyncio.sleep(0.2 * 2**attempt)
+        self.receipts_failed += 1
+        log.warning("receipt could not be delivered", extra={"message_id": mid})
+
+    async def inbox_view(self, request: web.Request) -> web.Response:
+        to = request.query.get("to", "")
+        msgs = self.inbox.by_to.get(to, [])
+        return web.json_response([m.as_json() for m in reversed(msgs)])
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"received": self.inbox.received, "duplicates": self.inbox.duplicates,
+                                  "receipts_sent": self.receipts_sent, "receipts_failed": self.receipts_failed})

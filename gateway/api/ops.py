@@ -1,0 +1,63 @@
+"""Operations endpoints: health, readiness, Prometheus metrics, OpenAPI, carrier receipts."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.api.registry import endpoint
+from gateway.context import CTX
+from gateway.errors import ApiError
+
+
+@endpoint("GET", "/healthz", summary="Alive", tag="Operations")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@endpoint("GET", "/readyz", summary="Ready to take traffic (store, state and a route up)", tag="Operations",
+          errors=("unavailable",))
+async def readyz(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    checks = {
+        "started": ctx.ready,
+        "store": ctx.ready and await ctx.db.ping(),
+        "state": ctx.ready and await ctx.st.ping(),
+        "route": ctx.ready and any(ctx.routes.is_up(r) for r in ctx.routes.routes),
+    }
+    ok = checks["started"] and checks["store"] and checks["route"]
+    return web.json_response({"status": "ready" if ok else "not_ready", "checks": checks},
+                             status=200 if ok else 503)
+
+
+@endpoint("GET", "/metrics", summary="Prometheus metrics", tag="Operations")
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    for route in ctx.routes.routes:
+        ctx.instruments.route_up.labels(route.name, route.carrier).set(1 if ctx.routes.is_up(route) else 0)
+    body = generate_latest(ctx.instruments.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@endpoint("POST", "/v1/carriers/{carrier}/receipts", summary="Delivery receipts from an HTTP carrier",
+          tag="Carriers", errors=("unauthorized", "not_found", "invalid_request"))
+async def carrier_receipt(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    name = request.match_info["carrier"]
+    token = request.query.get("token", "")
+    expected = ctx.extras.get("receipt_token")
+    if not isinstance(expected, str) or not hmac.compare_digest(token, expected):
+        raise ApiError("unauthorized", "Bad receipt token.")
+    carrier = ctx.routes.carriers.get(name)
+    handle = getattr(carrier, "handle_receipt", None)
+    if handle is None:
+        raise ApiError("not_found", "No HTTP carrier of that name.")
+    try:
+        payload = await request.json()
+    except ValueError:
+        raise ApiError("invalid_json") from None
+    if not isinstance(payload, dict) or not await handle(payload):
+        raise ApiError("invalid_request", "A receipt needs 'id' and a known 'status'.")
+    return web.json_response({"ok": True})

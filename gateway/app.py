@@ -1,0 +1,130 @@
+"""The one app factory: ``create_app(settings)`` owns the store, the shared state, the carriers and
+the dispatcher as ``cleanup_ctx`` generators, opened in order at start and closed in reverse."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, disable_created_metrics
+
+import gateway.api.ops  # noqa: F401  (registers routes)
+import gateway.api.v1  # noqa: F401
+import gateway.openapi  # noqa: F401
+from carriers.base import Carrier
+from carriers.http import HttpCarrier
+from carriers.routing import Route
+from gateway import __version__
+from gateway.api.registry import ROUTES
+from gateway.config import Settings
+from gateway.context import CTX, Context
+from gateway.dispatch import CarrierRoutes, Dispatcher
+from gateway.middleware import edge
+from gateway.privacy.crypto import decode_master_key, new_master_key
+from gateway.services.otp import render_message
+from gateway.state import FallbackState, MemoryState, RedisState
+from gateway.store.records import MessageRecord
+from gateway.store.sqlite import SqliteStore
+from metrics.instruments import create_instruments
+
+log = logging.getLogger("smsgw.app")
+
+
+def master_key(settings: Settings) -> bytes:
+    """SMSGW_MASTER_KEY, or in development a key file next to the database (created once, 0600)."""
+    if settings.master_key:
+        return decode_master_key(settings.master_key)
+    path = Path(settings.db_path + ".key")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new_master_key() + "\n")
+        log.warning("SMSGW_MASTER_KEY is not set: generated a development key file; set the variable in "
+                    "production and keep the key out of the database's backups", extra={"key_file": str(path)})
+    return decode_master_key(path.read_text())
+
+
+def routes_from(settings: Settings) -> list[Route]:
+    return [Route(name=r.name, carrier=r.carrier, countries=frozenset(c.upper() if c != "*" else c for c in r.countries),
+                  prefixes=tuple(p.lstrip("+") for p in r.prefixes), brand_class=r.brand_class,
+                  senders=frozenset(r.senders), price=r.price, priority=r.priority) for r in settings.routes]
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
+               registry: CollectorRegistry | None = None) -> web.Application:
+    disable_created_metrics()
+    if registry is None:
+        registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+    ctx = Context(settings=settings, instruments=create_instruments(registry, __version__), clock=clock)
+    app = web.Application(middlewares=[edge], client_max_size=settings.server.max_body_bytes)
+    app[CTX] = ctx
+    for e in ROUTES:
+        app.router.add_route(e.method, e.path, e.handler)
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        store = SqliteStore(settings.db_path, master_key(settings))
+        await store.open()
+        ctx.store = store
+        ctx.extras["receipt_token"] = store.keyring.lookup("carrier-receipts").hex()[:32]
+        yield
+        await store.close()
+
+    async def state_ctx(app: web.Application) -> AsyncIterator[None]:
+        if settings.redis_url:
+            client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+            ctx.state = FallbackState(RedisState(client),
+                                      lambda op: ctx.instruments.state_backend_errors.labels(op).inc())
+        else:
+            ctx.state = MemoryState(clock)
+        yield
+        await ctx.st.close()
+
+    async def carriers_ctx(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession()
+        carriers: dict[str, Carrier] = {}
+        for c in settings.carriers:
+            if c.type == "http":
+                carriers[c.name] = HttpCarrier(c.name, c.url, session, timeout=c.timeout_seconds)
+            else:
+                raise ValueError(f"carrier {c.name}: type {c.type!r} is not available in this build")
+        ctx.table = CarrierRoutes(routes_from(settings), carriers)
+        yield
+        for carrier in carriers.values():
+            await carrier.close()
+        await session.close()
+
+    async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
+        token = ctx.extras["receipt_token"]
+
+        def dlr_url(carrier: str) -> str:
+            return f"{settings.public_url}/v1/carriers/{carrier}/receipts?token={token}"
+
+        def on_sent(rec: MessageRecord, route: str) -> None:
+            if rec.kind == "otp":
+                ctx.instruments.otp_sent.labels(rec.tenant_id, rec.country, route).inc()
+
+        dispatcher = Dispatcher(ctx.db, ctx.routes, settings.dispatch, ctx.instruments,
+                                lambda rec: render_message(ctx, rec), dlr_url=dlr_url,
+                                worker_id=f"{socket.gethostname()}:{os.getpid()}", on_sent=on_sent, clock=clock)
+        ctx.dispatcher = dispatcher
+        for carrier in ctx.routes.carriers.values():
+            await carrier.start(dispatcher.on_receipt)
+        await dispatcher.start()
+        ctx.ready = True
+        yield
+        ctx.ready = False
+        await dispatcher.stop()
+
+    app.cleanup_ctx.extend([store_ctx, state_ctx, carriers_ctx, dispatch_ctx])
+    return app

@@ -1,0 +1,275 @@
+"""Typed settings, parsed once at the edge: ``load(path, environ) -> Settings``.
+
+Sources, later wins: built-in defaults → TOML file (``--config`` or ``SMSGW_CONFIG``) → environment
+(``SMSGW_DB``, ``REDIS_URL``, ``SMSGW_MASTER_KEY``, ``SMSGW_LOG_LEVEL``). Every bad value is reported at
+once, each with its dotted path, in a :class:`ConfigError`. Nothing below ``gateway/`` reads the
+environment; ``docs/configuration.md`` lists every setting.
+
+Without a file, the gateway routes all traffic to a ``sim-carrier`` on its default ports
+(HTTP 8025, SMPP 2775) so a newcomer can try the whole flow at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+DEFAULT_TEMPLATES = {
+    "en": "Your {brand} code is {code}. It expires in {minutes} min. Don't share it.",
+    "de": "Ihr {brand}-Code lautet {code}. Gültig für {minutes} Min. Nicht weitergeben.",
+    "fr": "Votre code {brand} est {code}. Il expire dans {minutes} min. Ne le partagez pas.",
+    "es": "Tu código de {brand} es {code}. Caduca en {minutes} min. No lo compartas.",
+    "pt": "Seu código {brand} é {code}. Expira em {minutes} min. Não o compartilhe.",
+    "id": "Kode {brand} Anda adalah {code}. Berlaku {minutes} menit. Jangan bagikan.",
+    "zh": "您的{brand}验证码是{code}，{minutes}分钟内有效，请勿泄露。",
+}
+
+# Destination countries a tenant may send to when created without --countries: an operator's safe
+# list (low pumping risk, well-regulated); ALL must be asked for explicitly.
+DEFAULT_TENANT_COUNTRIES = ("US", "CA", "GB", "DE", "FR", "ES", "IT", "NL", "AU", "JP")
+
+
+class ConfigError(Exception):
+    """All problems found in the configuration, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # how carriers reach us for receipts; default http://host:port
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class OtpSettings:
+    code_length: int = 6
+    ttl_seconds: int = 300
+    max_attempts: int = 5
+    resend_cooldown_seconds: int = 30
+    max_per_number_per_hour: int = 10
+    default_locale: str = "en"
+    brand: str = "smsgw"
+    default_sender: str = "SMSGW"
+    templates: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    workers: int = 64  # concurrent submissions in flight per process
+    claim_lease_seconds: float = 30.0  # a claimed message not finished by then is taken again
+    sweep_interval_seconds: float = 1.0
+    max_attempts: int = 5
+    retry_backoff_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class CarrierSettings:
+    name: str
+    type: str = "http"  # http | smpp
+    url: str = ""  # http: where submissions are POSTed
+    host: str = "127.0.0.1"  # smpp
+    port: int = 2775
+    system_id: str = ""
+    password: str = ""
+    binds: int = 1
+    window: int = 10
+    tps: float = 0.0  # 0 = unlimited
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class RouteSettings:
+    name: str
+    carrier: str
+    countries: list[str] = field(default_factory=lambda: ["*"])
+    prefixes: list[str] = field(default_factory=list)
+    brand_class: str = "any"  # international | local | any
+    senders: list[str] = field(default_factory=lambda: ["*"])
+    price: float = 0.01  # per segment
+    priority: int = 100
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    db_path: str = "./smsgw.db"
+    redis_url: str = ""
+    master_key: str = ""  # base64 of 32 bytes; empty: a key file next to the database (development)
+    default_tenant_countries: list[str] = field(default_factory=lambda: list(DEFAULT_TENANT_COUNTRIES))
+    otp: OtpSettings = field(default_factory=OtpSettings)
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    carriers: list[CarrierSettings] = field(default_factory=list)
+    routes: list[RouteSettings] = field(default_factory=list)
+    source: str = "defaults"
+
+    @property
+    def public_url(self) -> str:
+        return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
+
+
+SIM_CARRIER = CarrierSettings(name="sim", type="http", url="http://127.0.0.1:8025/messages")
+SIM_ROUTE = RouteSettings(name="sim-default", carrier="sim")
+
+_ENV = {
+    "SMSGW_DB": "db_path",
+    "REDIS_URL": "redis_url",
+    "SMSGW_MASTER_KEY": "master_key",
+}
+
+_CHECKS: dict[str, Any] = {
+    "server.port": lambda v: 0 < v < 65536 or "must be a port number 1-65535",
+    "server.max_body_bytes": lambda v: 1024 <= v <= 64 * 1024 * 1024 or "must be between 1024 and 67108864",
+    "server.log_level": lambda v: v in ("debug", "info", "warning", "error") or "must be debug|info|warning|error",
+    "otp.code_length": lambda v: 4 <= v <= 10 or "must be between 4 and 10 digits",
+    "otp.ttl_seconds": lambda v: 30 <= v <= 86400 or "must be between 30 and 86400 seconds",
+    "otp.max_attempts": lambda v: 1 <= v <= 20 or "must be between 1 and 20",
+    "otp.resend_cooldown_seconds": lambda v: 0 <= v <= 3600 or "must be between 0 and 3600 seconds",
+    "otp.max_per_number_per_hour": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
+    "dispatch.workers": lambda v: 1 <= v <= 10000 or "must be between 1 and 10000",
+    "dispatch.claim_lease_seconds": lambda v: 0.5 <= v <= 3600 or "must be between 0.5 and 3600",
+    "dispatch.sweep_interval_seconds": lambda v: 0.05 <= v <= 60 or "must be between 0.05 and 60",
+    "dispatch.max_attempts": lambda v: 1 <= v <= 100 or "must be between 1 and 100",
+    "carriers.type": lambda v: v in ("http", "smpp") or "must be http or smpp",
+    "carriers.binds": lambda v: 1 <= v <= 64 or "must be between 1 and 64",
+    "carriers.window": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
+    "routes.brand_class": lambda v: v in ("international", "local", "any") or "must be international|local|any",
+    "routes.price": lambda v: v >= 0 or "must not be negative",
+}
+
+
+def _convert(cls: type[Any], raw: Mapping[str, Any], path: str, problems: list[str]) -> Any:
+    """Build dataclass ``cls`` from ``raw``, appending every problem found instead of stopping."""
+    if not isinstance(raw, Mapping):
+        problems.append(f"{path or 'config'}: expected a table, got {type(raw).__name__}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    for key in raw:
+        if key not in fields:
+            problems.append(f"{path}{key}: unknown setting (known: {', '.join(sorted(fields))})")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append(f"{path}{name}: required")
+            continue
+        value = raw[name]
+        hint = hints[name]
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
+        where = f"{path}{name}"
+        if dataclasses.is_dataclass(hint):
+            values[name] = _convert(typing.cast(type[Any], hint), value, where + ".", problems)
+            continue
+        if origin is list and args and dataclasses.is_dataclass(args[0]):
+            if not isinstance(value, list):
+                problems.append(f"{where}: expected an array of tables")
+                continue
+            values[name] = [_convert(typing.cast(type[Any], args[0]), item, f"{where}[{i}].", problems)
+                            for i, item in enumerate(value)]
+            continue
+        try:
+            values[name] = msgspec.convert(value, hint, strict=not isinstance(hint, types.UnionType))
+        except msgspec.ValidationError as e:
+            problems.append(f"{where}: {e} (got {value!r})")
+            continue
+        check = _CHECKS.get(_generic_path(where))
+        if check is not None:
+            verdict = check(values[name])
+            if verdict is not True:
+                problems.append(f"{where}: {verdict} (got {value!r})")
+    if any(p.startswith(path) for p in problems) and path:
+        return None
+    try:
+        return cls(**values)
+    except TypeError as e:  # a required field reported above
+        problems.append(f"{path or 'config'}: {e}")
+        return None
+
+
+def _generic_path(path: str) -> str:
+    import re
+
+    return re.sub(r"\[\d+\]", "", path)
+
+
+def _cross_checks(s: Settings, problems: list[str]) -> None:
+    carrier_names = [c.name for c in s.carriers]
+    if len(set(carrier_names)) != len(carrier_names):
+        problems.append("carriers: names must be unique")
+    for i, c in enumerate(s.carriers):
+        if c.type == "http" and not c.url.startswith(("http://", "https://")):
+            problems.append(f"carriers[{i}].url: an http carrier needs an http(s) URL (got {c.url!r})")
+        if c.type == "smpp" and not c.system_id:
+            problems.append(f"carriers[{i}].system_id: an smpp carrier needs a system_id")
+    route_names = [r.name for r in s.routes]
+    if len(set(route_names)) != len(route_names):
+        problems.append("routes: names must be unique")
+    for i, r in enumerate(s.routes):
+        if r.carrier not in carrier_names:
+            problems.append(f"routes[{i}].carrier: no carrier named {r.carrier!r}")
+    if s.otp.default_locale not in s.otp.templates:
+        problems.append(f"otp.default_locale: no template for {s.otp.default_locale!r}")
+    for loc, text in s.otp.templates.items():
+        if "{code}" not in text:
+            problems.append(f"otp.templates.{loc}: must contain {{code}}")
+    if s.master_key:
+        import base64
+        import binascii
+
+        try:
+            if len(base64.b64decode(s.master_key, validate=True)) != 32:
+                problems.append("SMSGW_MASTER_KEY: must be base64 of exactly 32 bytes")
+        except (binascii.Error, ValueError):
+            problems.append("SMSGW_MASTER_KEY: not valid base64 (make one: smsgw keys generate)")
+    if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append(f"REDIS_URL: must start with redis://, rediss:// or unix:// (got {s.redis_url!r})")
+
+
+def load(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
+    """Read the TOML file (if any) and the environment overrides; raise ConfigError listing every problem."""
+    problems: list[str] = []
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    path = path or environ.get("SMSGW_CONFIG") or None
+    if path:
+        source = str(path)
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError([f"config file {path}: not found"]) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError([f"config file {path}: not valid TOML: {e}"]) from None
+    for env, key in _ENV.items():
+        if env in environ:
+            raw[key] = environ[env]
+    if "SMSGW_LOG_LEVEL" in environ:
+        raw.setdefault("server", {})
+        if isinstance(raw["server"], dict):
+            raw["server"]["log_level"] = environ["SMSGW_LOG_LEVEL"].lower()
+    settings = _convert(Settings, raw, "", problems)
+    if settings is None or problems:
+        raise ConfigError(problems or ["configuration could not be read"])
+    if not settings.carriers:
+        settings = dataclasses.replace(settings, carriers=[SIM_CARRIER],
+                                       routes=settings.routes or [SIM_ROUTE])
+    settings = dataclasses.replace(settings, source=source)
+    _cross_checks(settings, problems)
+    if problems:
+        raise ConfigError(problems)
+    return typing.cast(Settings, settings)

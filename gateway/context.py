@@ -1,0 +1,52 @@
+"""What every handler and service needs, built once by ``create_app`` and reached via ``CTX``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.config import Settings
+from gateway.dispatch import CarrierRoutes, Dispatcher
+from gateway.state.base import StateBackend
+from gateway.store.base import Store
+from metrics.instruments import Instruments
+
+
+@dataclass
+class Context:
+    settings: Settings
+    instruments: Instruments
+    clock: Callable[[], float] = time.time
+    store: Store | None = None
+    state: StateBackend | None = None
+    table: CarrierRoutes | None = None
+    dispatcher: Dispatcher | None = None
+    ready: bool = False
+    extras: dict[str, object] = field(default_factory=dict)
+
+    # typed accessors: valid once the app has started
+    @property
+    def db(self) -> Store:
+        assert self.store is not None
+        return self.store
+
+    @property
+    def st(self) -> StateBackend:
+        assert self.state is not None
+        return self.state
+
+    @property
+    def disp(self) -> Dispatcher:
+        assert self.dispatcher is not None
+        return self.dispatcher
+
+    @property
+    def routes(self) -> CarrierRoutes:
+        assert self.table is not None
+        return self.table
+
+
+CTX = web.AppKey("smsgw_context", Context)

@@ -1,0 +1,264 @@
+"""Durable dispatch: accepted messages are committed first, then handed to carriers from here.
+
+A request gets its 202 only after its message row is committed (status ``queued``). The request path
+then calls :meth:`Dispatcher.notify` so the message usually leaves within the same millisecond; a
+sweep finds whatever the fast path missed — messages accepted by a process that died, retries whose
+time has come, and claims whose lease ran out. A claim (``queued → sending``) is a conditional
+update, so two processes never submit the same message at once. The carrier gets our message id as
+its client reference, so a resubmission after a crash between submit and bookkeeping is recognised
+by carriers that de-duplicate (the sim-carrier does; SMPP has no such field: see docs/architecture.md).
+
+Message lifecycle (one table, one transition): queued → sending → submitted → delivered | failed |
+expired; sending → queued (retry on another route) | failed | expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from carriers.base import Carrier, DeliveryReceipt, ReceiptStatus, Submission, SubmitOutcome
+from carriers.routing import Route, choose
+from gateway.config import DispatchSettings
+from gateway.privacy.crypto import CryptoError
+from gateway.store.base import Store
+from gateway.store.records import MessageRecord
+from metrics.instruments import Instruments
+
+log = logging.getLogger("smsgw.dispatch")
+
+TRANSITIONS: dict[tuple[str, str], str] = {
+    ("queued", "claim"): "sending",
+    ("sending", "accepted"): "submitted",
+    ("sending", "retry"): "queued",
+    ("sending", "fail"): "failed",
+    ("sending", "expire"): "expired",
+    ("submitted", "delivered"): "delivered",
+    ("submitted", "failed"): "failed",
+    ("submitted", "expired"): "expired",
+}
+
+
+def transition(state: str, event: str) -> str:
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise ValueError(f"message cannot go from {state!r} on {event!r}") from None
+
+
+Renderer = Callable[[MessageRecord], str]
+SentHook = Callable[[MessageRecord, str], None]
+
+
+@dataclass(frozen=True)
+class CarrierRoutes:
+    routes: list[Route]
+    carriers: dict[str, Carrier]
+
+    def is_up(self, route: Route) -> bool:
+        c = self.carriers.get(route.carrier)
+        return c is not None and c.is_up()
+
+    def has_route(self, country: str, e164: str, sender: str = "*", brand_class: str = "any") -> bool:
+        return any(r.covers(country, e164) and self.is_up(r) for r in self.routes)
+
+
+class Dispatcher:
+    def __init__(self, store: Store, table: CarrierRoutes, settings: DispatchSettings, instruments: Instruments,
+                 render: Renderer, *, dlr_url: Callable[[str], str | None], worker_id: str,
+                 on_sent: SentHook | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.table = table
+        self.settings = settings
+        self.m = instruments
+        self.render = render
+        self.dlr_url = dlr_url
+        self.worker_id = worker_id
+        self.on_sent = on_sent
+        self.clock = clock
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._workers: list[asyncio.Task[None]] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self._inflight = 0
+        self._early_receipts: dict[tuple[str, str], tuple[DeliveryReceipt, float]] = {}
+
+    # ------------------------------------------------------------------ intake
+    def notify(self, message_id: str) -> None:
+        """A message was committed as queued: send it soon."""
+        if message_id not in self._queued:
+            self._queued.add(message_id)
+            self._queue.put_nowait(message_id)
+            self.m.dispatch_queue.set(self._queue.qsize())
+
+    async def sweep_once(self) -> int:
+        """Queue every message that is due (crash recovery, retries, expired leases)."""
+        due = await self.store.due_messages(self.clock(), 1000)
+        for mid in due:
+            self.notify(mid)
+        return len(due)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        for i in range(self.settings.workers):
+            self._workers.append(asyncio.create_task(self._work(), name=f"dispatch-{i}"))
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="dispatch-sweep")
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Until nothing is queued or in flight (tests, shutdown)."""
+        end = time.monotonic() + timeout
+        while (self._queue.qsize() or self._inflight) and time.monotonic() < end:
+            await asyncio.sleep(0.005)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        await self.drain(grace)
+        for t in self._workers:
+            t.cancel()
+        await asyncio.gather(*self._workers, *( [self._sweeper] if self._sweeper else []),
+                             return_exceptions=True)
+        self._workers.clear()
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("dispatch sweep failed")
+            self._gc_receipts()
+            await asyncio.sleep(self.settings.sweep_interval_seconds)
+
+    async def _work(self) -> None:
+        while True:
+            mid = await self._queue.get()
+            self._queued.discard(mid)
+            self.m.dispatch_queue.set(self._queue.qsize())
+            self._inflight += 1
+            try:
+                await self.process(mid)
+            except Exception:
+                log.exception("dispatch of a message failed; it stays queued for the sweep",
+                              extra={"message_id": mid})
+            finally:
+                self._inflight -= 1
+
+    # ------------------------------------------------------------------ one message
+    async def process(self, message_id: str) -> None:
+        now = self.clock()
+        rec = await self.store.claim(message_id, self.worker_id, now, self.settings.claim_lease_seconds)
+        if rec is None:
+            return  # someone else has it, or it is no longer queued
+        if rec.not_before > now + 0.001:
+            await self.store.mark_retry(message_id, not_before=rec.not_before, tried_routes=rec.tried_routes,
+                                        error_code=rec.error_code or "", error_reason=rec.error_reason or "",
+                                        now=now)
+            return
+        if rec.expires_at is not None and now >= rec.expires_at:
+            await self._final(rec, "expired", "otp_expired", "the OTP expired before a carrier took it")
+            return
+        try:
+            text = self.render(rec)
+            to = self.store.keyring.open(rec.phone_enc, "phone").decode()
+        except CryptoError:
+            log.error("message cannot be decrypted", extra={"message_id": rec.id})
+            await self._final(rec, "failed", "decrypt_failed", "stored message cannot be decrypted")
+            return
+        tried = frozenset(t for t in rec.tried_routes.split(",") if t)
+        choice = choose(self.table.routes, country=rec.country, e164=to, brand_class="any", sender=rec.sender,
+                        is_up=self.table.is_up, exclude=tried)
+        if choice is None:
+            if rec.attempts < self.settings.max_attempts and not tried:
+                await self._retry(rec, tried, "no_route", "no route is up for this destination")
+            else:
+                await self._final(rec, "failed", "no_route", "no eligible route left (all down or tried)")
+            return
+        route = choice.route
+        carrier = self.table.carriers[route.carrier]
+        t0 = time.perf_counter()
+        result = await carrier.submit(Submission(ref=rec.id, sender=rec.sender, to=to, text=text,
+                                                 dlr_url=self.dlr_url(route.carrier)))
+        self.m.submit_latency.labels(route.name).observe(time.perf_counter() - t0)
+        now = self.clock()
+        if result.outcome is SubmitOutcome.ACCEPTED and result.carrier_message_id:
+            await self.store.mark_submitted(rec.id, route=route.name, route_reason=choice.reason,
+                                            carrier=route.carrier, carrier_message_id=result.carrier_message_id,
+                                            segments=result.segments, now=now)
+            self.m.messages.labels(rec.country, route.name, "submitted").inc()
+            if self.on_sent is not None:
+                self.on_sent(rec, route.name)
+            early = self._early_receipts.pop((route.carrier, result.carrier_message_id), None)
+            if early is not None:
+                await self.on_receipt(route.carrier, early[0])
+            return
+        log.warning("carrier did not accept", extra={"message_id": rec.id, "route": route.name,
+                                                     "outcome": result.outcome.value,
+                                                     "error_code": result.error_code})
+        if result.outcome is SubmitOutcome.PERMANENT:
+            await self._final(rec, "failed", result.error_code or "rejected", result.reason or "refused by carrier",
+                              route=route.name, route_reason=choice.reason)
+        elif result.outcome is SubmitOutcome.THROTTLED:
+            await self._retry(rec, tried, result.error_code or "throttled", "carrier throttled; retrying")
+        else:
+            await self._retry(rec, tried | {route.name}, result.error_code or "temporary",
+                              result.reason or "temporary carrier failure")
+
+    async def _retry(self, rec: MessageRecord, tried: frozenset[str], code: str, reason: str) -> None:
+        now = self.clock()
+        if rec.attempts >= self.settings.max_attempts:
+            await self._final(rec, "failed", code, f"gave up after {rec.attempts} attempts: {reason}")
+            return
+        delay = self.settings.retry_backoff_seconds * (2 ** max(rec.attempts - 1, 0))
+        not_before = now + min(delay, 300.0)
+        if rec.expires_at is not None and not_before >= rec.expires_at:
+            await self._final(rec, "expired", code, f"{reason}; the OTP would expire before the next try")
+            return
+        await self.store.mark_retry(rec.id, not_before=not_before, tried_routes=",".join(sorted(tried)),
+                                    error_code=code, error_reason=reason, now=now)
+
+    async def _final(self, rec: MessageRecord, status: str, code: str, reason: str, *, route: str | None = None,
+                     route_reason: str | None = None) -> None:
+        await self.store.mark_final(rec.id, status=status, error_code=code, error_reason=reason, now=self.clock(),
+                                    route=route, route_reason=route_reason)
+        self.m.messages.labels(rec.country, route or "none", status).inc()
+
+    # ------------------------------------------------------------------ receipts
+    async def on_receipt(self, carrier: str, receipt: DeliveryReceipt) -> None:
+        if receipt.status is ReceiptStatus.ENROUTE:
+            return
+        status = receipt.status.value
+        rec = await self.store.apply_receipt(carrier, receipt.carrier_message_id, status, receipt.error_code,
+                                             self.clock())
+        if rec is None:
+            # it may have raced ahead of our own bookkeeping: keep it briefly
+            if len(self._early_receipts) < 100_000:
+                self._early_receipts[(carrier, receipt.carrier_message_id)] = (receipt, time.monotonic())
+            return
+        self.m.messages.labels(rec.country, rec.route or "none", status).inc()
+
+    def _gc_receipts(self) -> None:
+        limit = time.monotonic() - 60
+        stale = [k for k, (_, t) in self._early_receipts.items() if t < limit]
+        for k in stale:
+            del self._early_receipts[k]
+            log.info("receipt for an unknown message id dropped", extra={"carrier": k[0]})
+
+
+def status_view(rec: MessageRecord) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "status": "queued" if rec.status == "sending" else rec.status,
+        "route": rec.route,
+        "route_reason": rec.route_reason,
+        "carrier": rec.carrier,
+        "segments": rec.segments,
+        "error_code": rec.error_code,
+        "error_reason": rec.error_reason,
+        "attempts": rec.attempts,
+        "created_at": rec.created_at,
+        "updated_at": rec.updated_at,
+    }

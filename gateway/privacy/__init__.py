@@ -1,0 +1,1 @@
+"""Privacy by design: encryption at rest, keyed look-ups, masking."""

@@ -1,0 +1,35 @@
+"""The one masking function for phone numbers in logs, API answers, errors and traces."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+_DIGIT_RUN = re.compile(r"\+?\d[\d \-().]{6,}\d")
+
+
+def mask_phone(e164: str) -> str:
+    """'+4915123456789' -> '+49*********89': country code and the last two digits, nothing more."""
+    digits = e164.lstrip("+")
+    if not digits.isdigit() or len(digits) < 6:
+        return "+" + "*" * max(len(digits), 4)
+    try:
+        cc = str(phonenumbers.parse("+" + digits, None).country_code)
+    except phonenumbers.NumberParseException:
+        cc = digits[:1]
+    hidden = len(digits) - len(cc) - 2
+    return f"+{cc}{'*' * max(hidden, 1)}{digits[-2:]}"
+
+
+def scrub(text: str) -> str:
+    """Mask every phone-number-looking run of 8+ digits in free text (log messages, errors)."""
+
+    def repl(m: re.Match[str]) -> str:
+        raw = m.group(0)
+        digits = re.sub(r"\D", "", raw)
+        if len(digits) < 8:
+            return raw
+        return mask_phone("+" + digits)
+
+    return _DIGIT_RUN.sub(repl, text)

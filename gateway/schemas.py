@@ -1,0 +1,69 @@
+"""Request bodies of the HTTP API, validated by msgspec (unknown fields refused)."""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+import msgspec
+
+from gateway.errors import ApiError
+
+
+class OtpRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    to: str
+    sender_id: str | None = None
+    template: str | None = None
+    locale: str | None = None
+    client_ip: str | None = None
+    device_id: str | None = None
+    session_id: str | None = None
+    challenge_token: str | None = None
+
+
+class VerifyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    code: str
+
+
+class MessageRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    to: str
+    sender_id: str
+    body: str
+    category: Literal["transactional", "marketing"] = "transactional"
+    client_ip: str | None = None
+    device_id: str | None = None
+    quiet_hours: Literal["defer", "refuse"] = "refuse"
+
+
+class EventRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    event: Literal["click", "signup", "order", "payment"]
+    message_id: str | None = None
+    otp_id: str | None = None
+
+
+class PhoneRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    phone: str
+
+
+T = TypeVar("T")
+
+_decoders: dict[type, msgspec.json.Decoder[object]] = {}
+
+
+def decode(body: bytes, typ: type[T]) -> T:
+    """Decode a JSON body into ``typ``; 400 invalid_json or invalid_request with the field at fault."""
+    dec = _decoders.get(typ)
+    if dec is None:
+        dec = _decoders[typ] = msgspec.json.Decoder(typ)  # type: ignore[assignment]
+    if not body:
+        raise ApiError("invalid_json", "The request body is empty; send a JSON object.")
+    try:
+        return dec.decode(body)  # type: ignore[return-value]
+    except msgspec.ValidationError as e:
+        raise ApiError("invalid_request", str(e)) from None
+    except msgspec.DecodeError:
+        raise ApiError("invalid_json", "The request body is not valid JSON.") from None
+
+
+def json_schema(typ: type) -> dict[str, object]:
+    schema: dict[str, object] = msgspec.json.schema(typ)
+    return schema

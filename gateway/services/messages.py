@@ -1,0 +1,46 @@
+"""The message use case: transactional and marketing SMS (bodies sealed at rest)."""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.context import Context
+from gateway.errors import ApiError
+from gateway.ids import new_id
+from gateway.phone import parse_number
+from gateway.schemas import MessageRequest
+from gateway.store.records import MessageRecord, Principal
+
+log = logging.getLogger("smsgw.messages")
+
+MAX_BODY_CHARS = 1600
+
+
+async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> MessageRecord:
+    num = parse_number(req.to)
+    if not req.body.strip():
+        raise ApiError("invalid_request", "'body' must not be empty")
+    if len(req.body) > MAX_BODY_CHARS:
+        raise ApiError("invalid_request", f"'body' is longer than {MAX_BODY_CHARS} characters")
+    if not req.sender_id.strip() or len(req.sender_id) > 16:
+        raise ApiError("invalid_request", "'sender_id' must be 1-16 characters")
+    if not who.tenant.may_send_to(num.country):
+        raise ApiError("country_not_permitted", f"This tenant may not send to {num.country}.",
+                       country=num.country)
+    if req.category == "marketing":
+        consent = ctx.extras.get("consent")
+        if consent is None or not await consent.has_opt_in(who.tenant.id, num.e164):  # type: ignore[attr-defined]
+            raise ApiError("no_consent", "Marketing to this number needs a recorded opt-in; there is none.")
+    if not ctx.routes.has_route(num.country, num.e164):
+        raise ApiError("no_route", f"No carrier route is up for {num.country} now.", country=num.country)
+    ring = ctx.db.keyring
+    now = ctx.clock()
+    phone_enc = ring.seal(num.e164.encode(), "phone")
+    rec = MessageRecord(id=new_id("msg"), tenant_id=who.tenant.id, kind=req.category, phone_enc=phone_enc,
+                        phone_hmac=ring.lookup(num.e164), country=num.country, sender=req.sender_id,
+                        payload_enc=ring.seal(req.body.encode(), "body"), status="queued", created_at=now,
+                        updated_at=now, not_before=now)
+    await ctx.db.insert_message(rec)
+    ctx.disp.notify(rec.id)
+    log.info("message accepted", extra={"message_id": rec.id, "country": num.country, "kind": req.category})
+    return rec

@@ -1,0 +1,153 @@
+"""The OTP use case: request (validate, gate, commit, hand to dispatch) and verify.
+
+The code exists in clear only in memory: the ``otps`` row keeps its keyed hash, and the outbox row
+keeps it sealed (AES-GCM) only until a carrier has taken the message, when it is wiped.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.context import Context
+from gateway.errors import ApiError
+from gateway.ids import new_id
+from gateway.phone import parse_number
+from gateway.privacy.mask import mask_phone
+from gateway.schemas import OtpRequest
+from gateway.store.records import MessageRecord, OtpRecord, Principal
+
+log = logging.getLogger("smsgw.otp")
+
+
+def generate_code(length: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(length))
+
+
+def render_otp(template: str, code: str, brand: str, minutes: int) -> str:
+    return template.replace("{code}", code).replace("{brand}", brand).replace("{minutes}", str(minutes))
+
+
+def pick_locale(requested: str | None, templates: dict[str, str], default: str) -> str:
+    if requested:
+        base = requested.replace("_", "-").split("-")[0].lower()
+        if requested in templates:
+            return requested
+        if base in templates:
+            return base
+    return default
+
+
+@dataclass(frozen=True)
+class OtpAccepted:
+    otp: OtpRecord
+    to_masked: str
+
+    def body(self) -> dict[str, Any]:
+        return {"id": self.otp.id, "status": "pending", "expires_at": self.otp.expires_at,
+                "to_masked": self.to_masked, "message_id": self.otp.message_id}
+
+
+async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccepted:
+    s = ctx.settings.otp
+    num = parse_number(req.to)
+    if not who.tenant.may_send_to(num.country):
+        raise ApiError("country_not_permitted",
+                       f"This tenant may not send to {num.country}; ask an admin to allow it.",
+                       country=num.country)
+    if req.locale and len(req.locale) > 16:
+        raise ApiError("invalid_request", "'locale' is too long")
+    if req.template is not None and req.template not in s.templates:
+        raise ApiError("invalid_request", f"unknown template {req.template!r}; known: {sorted(s.templates)}")
+    if not ctx.routes.has_route(num.country, num.e164):
+        raise ApiError("no_route", f"No carrier route is up for {num.country} now.", country=num.country)
+    ring = ctx.db.keyring
+    phone_hmac = ring.lookup(num.e164)
+    now = ctx.clock()
+    otp_id, msg_id = new_id("otp"), new_id("msg")
+    gate = await ctx.st.send_gate(who.tenant.id, phone_hmac.hex(), cooldown=s.resend_cooldown_seconds,
+                                  hourly_limit=s.max_per_number_per_hour, now=now, member=otp_id)
+    if not gate.allowed:
+        ctx.instruments.rate_limited.labels("number").inc()
+        retry = max(1, int(gate.retry_after + 0.999))
+        what = ("a code was sent to this number moments ago" if gate.reason == "cooldown"
+                else f"at most {s.max_per_number_per_hour} codes per hour go to one number")
+        raise ApiError("rate_limited", f"Too many requests: {what}; retry in {retry} s.",
+                       headers={"Retry-After": str(retry)}, scope="number", limit=gate.reason,
+                       retry_after=retry)
+    locale = req.template or pick_locale(req.locale, s.templates, s.default_locale)
+    code = generate_code(s.code_length)
+    phone_enc = ring.seal(num.e164.encode(), "phone")
+    sender = req.sender_id or s.default_sender
+    otp = OtpRecord(id=otp_id, tenant_id=who.tenant.id, phone_enc=phone_enc, phone_hmac=phone_hmac,
+                    country=num.country, code_hash=ring.code_hash(otp_id, code), status="pending",
+                    created_at=now, expires_at=now + s.ttl_seconds, message_id=msg_id, locale=locale,
+                    template="otp")
+    msg = MessageRecord(id=msg_id, tenant_id=who.tenant.id, kind="otp", phone_enc=phone_enc,
+                        phone_hmac=phone_hmac, country=num.country, sender=sender,
+                        payload_enc=ring.seal(code.encode(), "otp_code"), status="queued", created_at=now,
+                        updated_at=now, not_before=now, expires_at=otp.expires_at, otp_id=otp_id,
+                        locale=locale, template="otp")
+    await ctx.db.insert_otp(otp, msg)
+    ctx.disp.notify(msg_id)
+    masked = mask_phone(num.e164)
+    log.info("otp accepted", extra={"otp_id": otp_id, "to": masked, "country": num.country,
+                                    "tenant": who.tenant.id})
+    return OtpAccepted(otp, masked)
+
+
+def render_message(ctx: Context, rec: MessageRecord) -> str:
+    """The dispatcher's renderer: OTP text from the template and the sealed code; other bodies unsealed."""
+    ring = ctx.db.keyring
+    if rec.payload_enc is None:
+        raise ValueError("message has no payload left to send")
+    if rec.kind == "otp":
+        s = ctx.settings.otp
+        code = ring.open(rec.payload_enc, "otp_code").decode()
+        template = s.templates.get(rec.locale or s.default_locale, s.templates[s.default_locale])
+        return render_otp(template, code, s.brand, max(1, s.ttl_seconds // 60))
+    return ring.open(rec.payload_enc, "body").decode()
+
+
+async def verify_otp(ctx: Context, who: Principal, otp_id: str, code: str) -> OtpRecord:
+    s = ctx.settings.otp
+    otp = await ctx.db.get_otp(who.tenant.id, otp_id)
+    if otp is None:
+        raise ApiError("not_found", "No such OTP.")
+    if otp.status == "verified":
+        raise ApiError("conflict", "This OTP was already verified; request a new one.", status=409)
+    if otp.status in ("failed",):
+        raise ApiError("too_many_attempts", "Too many wrong codes; request a new OTP.")
+    now = ctx.clock()
+    if otp.status == "expired" or now >= otp.expires_at:
+        if otp.status == "pending":
+            await ctx.db.finish_otp(otp.id, "expired", now)
+        raise ApiError("expired", "This OTP has expired; request a new one.")
+    if not code.isdigit() or len(code) > 16:
+        raise ApiError("incorrect_code", "The code is digits only.", attempts_left=None)
+    attempt = await ctx.st.verify_attempt(otp.id, ttl=max(otp.expires_at - now, 1.0) + 60)
+    if attempt > s.max_attempts:
+        await ctx.db.finish_otp(otp.id, "failed", now)
+        raise ApiError("too_many_attempts", f"At most {s.max_attempts} attempts per OTP; request a new one.")
+    if not ctx.db.keyring.code_matches(otp.id, code, otp.code_hash):
+        left = s.max_attempts - attempt
+        if left <= 0:
+            await ctx.db.finish_otp(otp.id, "failed", now)
+            raise ApiError("too_many_attempts", f"At most {s.max_attempts} attempts per OTP; request a new one.")
+        raise ApiError("incorrect_code", f"The code does not match; {left} attempt(s) left.", attempts_left=left)
+    if not await ctx.db.finish_otp(otp.id, "verified", now):
+        raise ApiError("conflict", "This OTP was already verified; request a new one.", status=409)
+    ctx.instruments.otp_verified.labels(who.tenant.id, otp.country, otp.route or "none").inc()
+    log.info("otp verified", extra={"otp_id": otp.id, "tenant": who.tenant.id})
+    return otp
+
+
+def otp_view(otp: OtpRecord, now: float) -> dict[str, Any]:
+    status = otp.status
+    if status == "pending" and now >= otp.expires_at:
+        status = "expired"
+    return {"id": otp.id, "status": status, "expires_at": otp.expires_at, "created_at": otp.created_at,
+            "verified_at": otp.verified_at, "country": otp.country, "route": otp.route,
+            "message_id": otp.message_id}

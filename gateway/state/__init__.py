@@ -1,0 +1,12 @@
+"""Hot shared state: resend cooldowns, per-number limits, verify-attempt counters.
+
+``MemoryState`` serves the embedded single-process default; ``RedisState`` (``REDIS_URL``) lets many
+gateway processes share it, each operation one atomic Lua script. ``FallbackState`` wraps Redis so an
+outage degrades to process-local limits (logged loudly and counted) instead of taking the API down.
+"""
+
+from gateway.state.base import GateResult, StateBackend
+from gateway.state.memory import MemoryState
+from gateway.state.redis import FallbackState, RedisState
+
+__all__ = ["FallbackState", "GateResult", "MemoryState", "RedisState", "StateBackend"]

@@ -1,0 +1,43 @@
+"""The state backend interface and its key names (kept together, as arq does)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+KEY_PREFIX = "smsgw:"
+
+
+def cooldown_key(tenant_id: str, phone_hmac_hex: str) -> str:
+    return f"{KEY_PREFIX}cd:{tenant_id}:{phone_hmac_hex}"
+
+
+def number_window_key(tenant_id: str, phone_hmac_hex: str) -> str:
+    return f"{KEY_PREFIX}nh:{tenant_id}:{phone_hmac_hex}"
+
+
+def attempts_key(otp_id: str) -> str:
+    return f"{KEY_PREFIX}va:{otp_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    allowed: bool
+    retry_after: float = 0.0  # seconds
+    reason: str = ""  # "" | "cooldown" | "number_hourly"
+
+
+class StateBackend(Protocol):
+    async def send_gate(self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int,
+                        now: float, member: str) -> GateResult:
+        """Atomically: refuse while the number's resend cooldown runs or its hourly count is reached;
+        otherwise count this send (``member`` identifies it) and start the cooldown."""
+        ...
+
+    async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
+        """Count one verify attempt for the OTP and return how many there have been (1-based)."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...

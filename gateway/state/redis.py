@@ -1,0 +1,109 @@
+"""Redis state: one atomic Lua script per operation, loaded once and called by EVALSHA."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.state.base import GateResult, StateBackend, attempts_key, cooldown_key, number_window_key
+from gateway.state.memory import MemoryState
+
+log = logging.getLogger("smsgw.state")
+
+# KEYS: cooldown, hourly window. ARGV: now_ms, cooldown_ms, hourly_limit, member
+SEND_GATE = """
+local now = tonumber(ARGV[1])
+local until_ms = tonumber(redis.call('GET', KEYS[1]) or '0')
+if until_ms > now then return {0, until_ms - now, 'cooldown'} end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 3600000)
+local n = redis.call('ZCARD', KEYS[2])
+if n >= tonumber(ARGV[3]) then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {0, tonumber(oldest[2]) + 3600000 - now, 'number_hourly'}
+end
+redis.call('ZADD', KEYS[2], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[2], 3600000)
+local cd = tonumber(ARGV[2])
+if cd > 0 then redis.call('SET', KEYS[1], now + cd, 'PX', cd) end
+return {1, 0, ''}
+"""
+
+# KEYS: attempts. ARGV: ttl_ms
+VERIFY_ATTEMPT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+class RedisState:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._send_gate = client.register_script(SEND_GATE)
+        self._verify_attempt = client.register_script(VERIFY_ATTEMPT)
+
+    async def send_gate(self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int,
+                        now: float, member: str) -> GateResult:
+        res = await self._send_gate(
+            keys=[cooldown_key(tenant_id, phone_key), number_window_key(tenant_id, phone_key)],
+            args=[int(now * 1000), int(cooldown * 1000), hourly_limit, member],
+        )
+        allowed, retry_ms, reason = int(res[0]), float(res[1]), res[2]
+        if isinstance(reason, bytes):
+            reason = reason.decode()
+        return GateResult(bool(allowed), retry_ms / 1000.0, str(reason))
+
+    async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
+        return int(await self._verify_attempt(keys=[attempts_key(otp_id)], args=[int(ttl * 1000)]))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except RedisError:
+            return False
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class FallbackState:
+    """Redis first; on a Redis error, process-local state so the API stays up (logged, counted)."""
+
+    def __init__(self, primary: RedisState, on_error: Callable[[str], None]) -> None:
+        self.primary = primary
+        self.local = MemoryState()
+        self._on_error = on_error
+
+    def _failed(self, op: str, e: Exception) -> None:
+        log.error("redis unavailable, using process-local state", extra={"operation": op, "error": str(e)})
+        self._on_error(op)
+
+    async def send_gate(self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int,
+                        now: float, member: str) -> GateResult:
+        try:
+            return await self.primary.send_gate(tenant_id, phone_key, cooldown=cooldown,
+                                                hourly_limit=hourly_limit, now=now, member=member)
+        except (RedisError, OSError) as e:
+            self._failed("send_gate", e)
+            return await self.local.send_gate(tenant_id, phone_key, cooldown=cooldown,
+                                              hourly_limit=hourly_limit, now=now, member=member)
+
+    async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
+        try:
+            return await self.primary.verify_attempt(otp_id, ttl=ttl)
+        except (RedisError, OSError) as e:
+            self._failed("verify_attempt", e)
+            return await self.local.verify_attempt(otp_id, ttl=ttl)
+
+    async def ping(self) -> bool:
+        return await self.primary.ping()
+
+    async def close(self) -> None:
+        await self.primary.close()
+
+
+_check: type[StateBackend] = MemoryState
+_check2: type[StateBackend] = FallbackState
