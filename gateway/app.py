@@ -13,10 +13,16 @@ from pathlib import Path
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
-import gateway.api.ops  # noqa: F401  (registers routes)
-import gateway.api.v1  # noqa: F401
+import gateway.api.ops
+import gateway.api.v1
 import gateway.openapi  # noqa: F401
 from carriers.base import Carrier
 from carriers.http import HttpCarrier
@@ -47,20 +53,34 @@ def master_key(settings: Settings) -> bytes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(new_master_key() + "\n")
-        log.warning("SMSGW_MASTER_KEY is not set: generated a development key file; set the variable in "
-                    "production and keep the key out of the database's backups", extra={"key_file": str(path)})
+        log.warning(
+            "SMSGW_MASTER_KEY is not set: generated a development key file; set the variable in "
+            "production and keep the key out of the database's backups",
+            extra={"key_file": str(path)},
+        )
     return decode_master_key(path.read_text())
 
 
 def routes_from(settings: Settings) -> list[Route]:
-    return [Route(name=r.name, carrier=r.carrier, countries=frozenset(c.upper() if c != "*" else c for c in r.countries),
-                  prefixes=tuple(p.lstrip("+") for p in r.prefixes), brand_class=r.brand_class,
-                  senders=frozenset(r.senders), price=r.price, priority=r.priority) for r in settings.routes]
+    return [
+        Route(
+            name=r.name,
+            carrier=r.carrier,
+            countries=frozenset(c.upper() if c != "*" else c for c in r.countries),
+            prefixes=tuple(p.lstrip("+") for p in r.prefixes),
+            brand_class=r.brand_class,
+            senders=frozenset(r.senders),
+            price=r.price,
+            priority=r.priority,
+        )
+        for r in settings.routes
+    ]
 
 
-def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
-               registry: CollectorRegistry | None = None) -> web.Application:
-    disable_created_metrics()
+def create_app(
+    settings: Settings, *, clock: Callable[[], float] = time.time, registry: CollectorRegistry | None = None
+) -> web.Application:
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     if registry is None:
         registry = CollectorRegistry()
         ProcessCollector(registry=registry)
@@ -82,9 +102,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         if settings.redis_url:
-            client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
-            ctx.state = FallbackState(RedisState(client),
-                                      lambda op: ctx.instruments.state_backend_errors.labels(op).inc())
+            client = aioredis.Redis.from_url(
+                settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+            )
+            ctx.state = FallbackState(
+                RedisState(client), lambda op: ctx.instruments.state_backend_errors.labels(op).inc()
+            )
         else:
             ctx.state = MemoryState(clock)
         yield
@@ -114,9 +137,17 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
             if rec.kind == "otp":
                 ctx.instruments.otp_sent.labels(rec.tenant_id, rec.country, route).inc()
 
-        dispatcher = Dispatcher(ctx.db, ctx.routes, settings.dispatch, ctx.instruments,
-                                lambda rec: render_message(ctx, rec), dlr_url=dlr_url,
-                                worker_id=f"{socket.gethostname()}:{os.getpid()}", on_sent=on_sent, clock=clock)
+        dispatcher = Dispatcher(
+            ctx.db,
+            ctx.routes,
+            settings.dispatch,
+            ctx.instruments,
+            lambda rec: render_message(ctx, rec),
+            dlr_url=dlr_url,
+            worker_id=f"{socket.gethostname()}:{os.getpid()}",
+            on_sent=on_sent,
+            clock=clock,
+        )
         ctx.dispatcher = dispatcher
         for carrier in ctx.routes.carriers.values():
             await carrier.start(dispatcher.on_receipt)

@@ -39,8 +39,9 @@ class PrincipalCache:
         return principal
 
 
-async def create_tenant(store: Store, name: str, scopes: frozenset[str], countries: frozenset[str],
-                        now: float) -> tuple[Tenant, str]:
+async def create_tenant(
+    store: Store, name: str, scopes: frozenset[str], countries: frozenset[str], now: float
+) -> tuple[Tenant, str]:
     bad = scopes - set(SCOPES)
     if bad or not scopes:
         raise ValueError(f"unknown scope(s) {sorted(bad)}; known: {', '.join(SCOPES)}")
@@ -56,15 +57,21 @@ async def authenticate(request: web.Request) -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError("unauthorized", "Send 'Authorization: Bearer <api_key>'.",
-                       headers={"WWW-Authenticate": 'Bearer realm="smsgw"'})
+        raise ApiError(
+            "unauthorized",
+            "Send 'Authorization: Bearer <api_key>'.",
+            headers={"WWW-Authenticate": 'Bearer realm="smsgw"'},
+        )
     ctx = request.app[CTX]
     cache = ctx.extras.setdefault("principal_cache", PrincipalCache())
     assert isinstance(cache, PrincipalCache)
     principal = await cache.get(ctx.db, hash_api_key(token.strip()))
     if principal is None:
-        raise ApiError("unauthorized", "Unknown or revoked API key.",
-                       headers={"WWW-Authenticate": 'Bearer realm="smsgw", error="invalid_token"'})
+        raise ApiError(
+            "unauthorized",
+            "Unknown or revoked API key.",
+            headers={"WWW-Authenticate": 'Bearer realm="smsgw", error="invalid_token"'},
+        )
     return principal
 
 

@@ -34,19 +34,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
 
     settings = _settings(args)
-    server = dataclasses.replace(settings.server, host=args.host or settings.server.host,
-                                 port=args.port or settings.server.port)
+    server = dataclasses.replace(
+        settings.server, host=args.host or settings.server.host, port=args.port or settings.server.port
+    )
     settings = dataclasses.replace(settings, server=server)
     logs.setup(settings.server.log_level)
-    log.info("starting smsgw", extra={"version": __version__, "config": settings.source,
-                                      "host": server.host, "port": server.port,
-                                      "state": "redis" if settings.redis_url else "memory"})
-    web.run_app(create_app(settings), host=server.host, port=server.port, print=None, access_log=None,
-                shutdown_timeout=10.0, handle_signals=True)
+    log.info(
+        "starting smsgw",
+        extra={
+            "version": __version__,
+            "config": settings.source,
+            "host": server.host,
+            "port": server.port,
+            "state": "redis" if settings.redis_url else "memory",
+        },
+    )
+    web.run_app(
+        create_app(settings),
+        host=server.host,
+        port=server.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=10.0,
+        handle_signals=True,
+    )
     return 0
 
 
-async def _tenant_create(settings: Settings, name: str, scopes: frozenset[str], countries: frozenset[str]) -> dict[str, str]:
+async def _tenant_create(
+    settings: Settings, name: str, scopes: frozenset[str], countries: frozenset[str]
+) -> dict[str, str]:
     from gateway.app import master_key
     from gateway.auth import create_tenant
     from gateway.store.sqlite import SqliteStore
@@ -89,11 +106,18 @@ def cmd_sim_carrier(args: argparse.Namespace) -> int:
     from gateway import logs
 
     logs.setup("info")
-    opts = SimCarrierOptions(host=args.host, http_port=args.http_port, smpp_port=args.smpp_port,
-                             latency_ms=args.latency_ms, failure_rate=args.failure_rate,
-                             receipt_rate=args.receipt_rate, receipt_delay_ms=args.receipt_delay_ms,
-                             undeliverable_rate=args.undeliverable_rate, throttle_rate=args.throttle_rate,
-                             seed=args.seed)
+    opts = SimCarrierOptions(
+        host=args.host,
+        http_port=args.http_port,
+        smpp_port=args.smpp_port,
+        latency_ms=args.latency_ms,
+        failure_rate=args.failure_rate,
+        receipt_rate=args.receipt_rate,
+        receipt_delay_ms=args.receipt_delay_ms,
+        undeliverable_rate=args.undeliverable_rate,
+        throttle_rate=args.throttle_rate,
+        seed=args.seed,
+    )
     asyncio.run(run_sim_carrier(opts))
     return 0
 
@@ -113,7 +137,9 @@ def _rate(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="smsgw", description="International SMS gateway with OTP and anti-fraud.")
+    p = argparse.ArgumentParser(
+        prog="smsgw", description="International SMS gateway with OTP and anti-fraud."
+    )
     p.add_argument("--version", action="version", version=f"smsgw {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -127,7 +153,9 @@ def parser() -> argparse.ArgumentParser:
     tc = t.add_parser("create", help="create a tenant and print its API key once")
     tc.add_argument("name")
     tc.add_argument("--scopes", default="send,verify")
-    tc.add_argument("--countries", help="ALL or a comma list of ISO codes (default: the operator's safe list)")
+    tc.add_argument(
+        "--countries", help="ALL or a comma list of ISO codes (default: the operator's safe list)"
+    )
     tc.add_argument("--config")
     tc.set_defaults(func=cmd_tenant_create)
 

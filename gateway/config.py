@@ -133,7 +133,9 @@ _ENV = {
 _CHECKS: dict[str, Any] = {
     "server.port": lambda v: 0 < v < 65536 or "must be a port number 1-65535",
     "server.max_body_bytes": lambda v: 1024 <= v <= 64 * 1024 * 1024 or "must be between 1024 and 67108864",
-    "server.log_level": lambda v: v in ("debug", "info", "warning", "error") or "must be debug|info|warning|error",
+    "server.log_level": lambda v: (
+        v in ("debug", "info", "warning", "error") or "must be debug|info|warning|error"
+    ),
     "otp.code_length": lambda v: 4 <= v <= 10 or "must be between 4 and 10 digits",
     "otp.ttl_seconds": lambda v: 30 <= v <= 86400 or "must be between 30 and 86400 seconds",
     "otp.max_attempts": lambda v: 1 <= v <= 20 or "must be between 1 and 20",
@@ -146,7 +148,9 @@ _CHECKS: dict[str, Any] = {
     "carriers.type": lambda v: v in ("http", "smpp") or "must be http or smpp",
     "carriers.binds": lambda v: 1 <= v <= 64 or "must be between 1 and 64",
     "carriers.window": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
-    "routes.brand_class": lambda v: v in ("international", "local", "any") or "must be international|local|any",
+    "routes.brand_class": lambda v: (
+        v in ("international", "local", "any") or "must be international|local|any"
+    ),
     "routes.price": lambda v: v >= 0 or "must not be negative",
 }
 
@@ -179,8 +183,10 @@ def _convert(cls: type[Any], raw: Mapping[str, Any], path: str, problems: list[s
             if not isinstance(value, list):
                 problems.append(f"{where}: expected an array of tables")
                 continue
-            values[name] = [_convert(typing.cast(type[Any], args[0]), item, f"{where}[{i}].", problems)
-                            for i, item in enumerate(value)]
+            values[name] = [
+                _convert(typing.cast(type[Any], args[0]), item, f"{where}[{i}].", problems)
+                for i, item in enumerate(value)
+            ]
             continue
         try:
             values[name] = msgspec.convert(value, hint, strict=not isinstance(hint, types.UnionType))
@@ -266,8 +272,9 @@ def load(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
     if settings is None or problems:
         raise ConfigError(problems or ["configuration could not be read"])
     if not settings.carriers:
-        settings = dataclasses.replace(settings, carriers=[SIM_CARRIER],
-                                       routes=settings.routes or [SIM_ROUTE])
+        settings = dataclasses.replace(
+            settings, carriers=[SIM_CARRIER], routes=settings.routes or [SIM_ROUTE]
+        )
     settings = dataclasses.replace(settings, source=source)
     _cross_checks(settings, problems)
     if problems:

@@ -68,9 +68,19 @@ class CarrierRoutes:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, table: CarrierRoutes, settings: DispatchSettings, instruments: Instruments,
-                 render: Renderer, *, dlr_url: Callable[[str], str | None], worker_id: str,
-                 on_sent: SentHook | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        table: CarrierRoutes,
+        settings: DispatchSettings,
+        instruments: Instruments,
+        render: Renderer,
+        *,
+        dlr_url: Callable[[str], str | None],
+        worker_id: str,
+        on_sent: SentHook | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.table = table
         self.settings = settings
@@ -85,6 +95,7 @@ class Dispatcher:
         self._workers: list[asyncio.Task[None]] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._inflight = 0
+        self._idle = asyncio.Event()
         self._early_receipts: dict[tuple[str, str], tuple[DeliveryReceipt, float]] = {}
 
     # ------------------------------------------------------------------ intake
@@ -108,11 +119,18 @@ class Dispatcher:
             self._workers.append(asyncio.create_task(self._work(), name=f"dispatch-{i}"))
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="dispatch-sweep")
 
-    async def drain(self, timeout: float = 10.0) -> None:
-        """Until nothing is queued or in flight (tests, shutdown)."""
-        end = time.monotonic() + timeout
-        while (self._queue.qsize() or self._inflight) and time.monotonic() < end:
-            await asyncio.sleep(0.005)
+    async def drain(self, within: float = 10.0) -> None:
+        """Until nothing is queued or in flight (tests, shutdown), or ``within`` seconds pass."""
+        try:
+            async with asyncio.timeout(within):
+                while self._queue.qsize() or self._inflight:
+                    self._idle.clear()
+                    await self._idle.wait()
+        except TimeoutError:
+            log.warning(
+                "dispatch did not drain in time",
+                extra={"queued": self._queue.qsize(), "inflight": self._inflight},
+            )
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._sweeper:
@@ -120,8 +138,9 @@ class Dispatcher:
         await self.drain(grace)
         for t in self._workers:
             t.cancel()
-        await asyncio.gather(*self._workers, *( [self._sweeper] if self._sweeper else []),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *self._workers, *([self._sweeper] if self._sweeper else []), return_exceptions=True
+        )
         self._workers.clear()
 
     async def _sweep_loop(self) -> None:
@@ -142,10 +161,13 @@ class Dispatcher:
             try:
                 await self.process(mid)
             except Exception:
-                log.exception("dispatch of a message failed; it stays queued for the sweep",
-                              extra={"message_id": mid})
+                log.exception(
+                    "dispatch of a message failed; it stays queued for the sweep", extra={"message_id": mid}
+                )
             finally:
                 self._inflight -= 1
+                if not self._inflight and not self._queue.qsize():
+                    self._idle.set()
 
     # ------------------------------------------------------------------ one message
     async def process(self, message_id: str) -> None:
@@ -154,9 +176,14 @@ class Dispatcher:
         if rec is None:
             return  # someone else has it, or it is no longer queued
         if rec.not_before > now + 0.001:
-            await self.store.mark_retry(message_id, not_before=rec.not_before, tried_routes=rec.tried_routes,
-                                        error_code=rec.error_code or "", error_reason=rec.error_reason or "",
-                                        now=now)
+            await self.store.mark_retry(
+                message_id,
+                not_before=rec.not_before,
+                tried_routes=rec.tried_routes,
+                error_code=rec.error_code or "",
+                error_reason=rec.error_reason or "",
+                now=now,
+            )
             return
         if rec.expires_at is not None and now >= rec.expires_at:
             await self._final(rec, "expired", "otp_expired", "the OTP expired before a carrier took it")
@@ -169,8 +196,15 @@ class Dispatcher:
             await self._final(rec, "failed", "decrypt_failed", "stored message cannot be decrypted")
             return
         tried = frozenset(t for t in rec.tried_routes.split(",") if t)
-        choice = choose(self.table.routes, country=rec.country, e164=to, brand_class="any", sender=rec.sender,
-                        is_up=self.table.is_up, exclude=tried)
+        choice = choose(
+            self.table.routes,
+            country=rec.country,
+            e164=to,
+            brand_class="any",
+            sender=rec.sender,
+            is_up=self.table.is_up,
+            exclude=tried,
+        )
         if choice is None:
             if rec.attempts < self.settings.max_attempts and not tried:
                 await self._retry(rec, tried, "no_route", "no route is up for this destination")
@@ -180,14 +214,21 @@ class Dispatcher:
         route = choice.route
         carrier = self.table.carriers[route.carrier]
         t0 = time.perf_counter()
-        result = await carrier.submit(Submission(ref=rec.id, sender=rec.sender, to=to, text=text,
-                                                 dlr_url=self.dlr_url(route.carrier)))
+        result = await carrier.submit(
+            Submission(ref=rec.id, sender=rec.sender, to=to, text=text, dlr_url=self.dlr_url(route.carrier))
+        )
         self.m.submit_latency.labels(route.name).observe(time.perf_counter() - t0)
         now = self.clock()
         if result.outcome is SubmitOutcome.ACCEPTED and result.carrier_message_id:
-            await self.store.mark_submitted(rec.id, route=route.name, route_reason=choice.reason,
-                                            carrier=route.carrier, carrier_message_id=result.carrier_message_id,
-                                            segments=result.segments, now=now)
+            await self.store.mark_submitted(
+                rec.id,
+                route=route.name,
+                route_reason=choice.reason,
+                carrier=route.carrier,
+                carrier_message_id=result.carrier_message_id,
+                segments=result.segments,
+                now=now,
+            )
             self.m.messages.labels(rec.country, route.name, "submitted").inc()
             if self.on_sent is not None:
                 self.on_sent(rec, route.name)
@@ -195,17 +236,33 @@ class Dispatcher:
             if early is not None:
                 await self.on_receipt(route.carrier, early[0])
             return
-        log.warning("carrier did not accept", extra={"message_id": rec.id, "route": route.name,
-                                                     "outcome": result.outcome.value,
-                                                     "error_code": result.error_code})
+        log.warning(
+            "carrier did not accept",
+            extra={
+                "message_id": rec.id,
+                "route": route.name,
+                "outcome": result.outcome.value,
+                "error_code": result.error_code,
+            },
+        )
         if result.outcome is SubmitOutcome.PERMANENT:
-            await self._final(rec, "failed", result.error_code or "rejected", result.reason or "refused by carrier",
-                              route=route.name, route_reason=choice.reason)
+            await self._final(
+                rec,
+                "failed",
+                result.error_code or "rejected",
+                result.reason or "refused by carrier",
+                route=route.name,
+                route_reason=choice.reason,
+            )
         elif result.outcome is SubmitOutcome.THROTTLED:
             await self._retry(rec, tried, result.error_code or "throttled", "carrier throttled; retrying")
         else:
-            await self._retry(rec, tried | {route.name}, result.error_code or "temporary",
-                              result.reason or "temporary carrier failure")
+            await self._retry(
+                rec,
+                tried | {route.name},
+                result.error_code or "temporary",
+                result.reason or "temporary carrier failure",
+            )
 
     async def _retry(self, rec: MessageRecord, tried: frozenset[str], code: str, reason: str) -> None:
         now = self.clock()
@@ -217,13 +274,34 @@ class Dispatcher:
         if rec.expires_at is not None and not_before >= rec.expires_at:
             await self._final(rec, "expired", code, f"{reason}; the OTP would expire before the next try")
             return
-        await self.store.mark_retry(rec.id, not_before=not_before, tried_routes=",".join(sorted(tried)),
-                                    error_code=code, error_reason=reason, now=now)
+        await self.store.mark_retry(
+            rec.id,
+            not_before=not_before,
+            tried_routes=",".join(sorted(tried)),
+            error_code=code,
+            error_reason=reason,
+            now=now,
+        )
 
-    async def _final(self, rec: MessageRecord, status: str, code: str, reason: str, *, route: str | None = None,
-                     route_reason: str | None = None) -> None:
-        await self.store.mark_final(rec.id, status=status, error_code=code, error_reason=reason, now=self.clock(),
-                                    route=route, route_reason=route_reason)
+    async def _final(
+        self,
+        rec: MessageRecord,
+        status: str,
+        code: str,
+        reason: str,
+        *,
+        route: str | None = None,
+        route_reason: str | None = None,
+    ) -> None:
+        await self.store.mark_final(
+            rec.id,
+            status=status,
+            error_code=code,
+            error_reason=reason,
+            now=self.clock(),
+            route=route,
+            route_reason=route_reason,
+        )
         self.m.messages.labels(rec.country, route or "none", status).inc()
 
     # ------------------------------------------------------------------ receipts
@@ -231,8 +309,9 @@ class Dispatcher:
         if receipt.status is ReceiptStatus.ENROUTE:
             return
         status = receipt.status.value
-        rec = await self.store.apply_receipt(carrier, receipt.carrier_message_id, status, receipt.error_code,
-                                             self.clock())
+        rec = await self.store.apply_receipt(
+            carrier, receipt.carrier_message_id, status, receipt.error_code, self.clock()
+        )
         if rec is None:
             # it may have raced ahead of our own bookkeeping: keep it briefly
             if len(self._early_receipts) < 100_000:

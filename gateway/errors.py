@@ -43,8 +43,15 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
 class ApiError(Exception):
     """An error the API answers with: HTTP status, machine code, human message, extra details."""
 
-    def __init__(self, code: str, message: str | None = None, *, status: int | None = None,
-                 headers: dict[str, str] | None = None, **details: Any) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        **details: Any,
+    ) -> None:
         default_status, default_message = ERROR_CODES[code]
         self.code = code
         self.status = status or default_status

@@ -63,5 +63,6 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         endpoint = route.canonical if route is not None else "unmatched"
         ctx = request.app[CTX]
         ctx.instruments.http_duration.labels(f"{request.method} {endpoint}", str(status)).observe(
-            time.perf_counter() - t0)
+            time.perf_counter() - t0
+        )
         request_id.reset(token)

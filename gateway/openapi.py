@@ -20,37 +20,66 @@ def build_spec(version: str) -> dict[str, Any]:
     components["Error"] = {
         "type": "object",
         "required": ["error"],
-        "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-            "code": {"type": "string", "enum": sorted(ERROR_CODES)},
-            "message": {"type": "string"}}, "additionalProperties": True}},
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": sorted(ERROR_CODES)},
+                    "message": {"type": "string"},
+                },
+                "additionalProperties": True,
+            }
+        },
     }
     paths: dict[str, dict[str, Any]] = {}
     for e in ROUTES:
-        op: dict[str, Any] = {"summary": e.summary, "tags": [e.tag], "operationId": e.handler.__name__,
-                              "responses": {str(e.success): {"description": "success"}}}
-        params = [{"name": p[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
-                  for p in e.path.split("/") if p.startswith("{")]
+        op: dict[str, Any] = {
+            "summary": e.summary,
+            "tags": [e.tag],
+            "operationId": e.handler.__name__,
+            "responses": {str(e.success): {"description": "success"}},
+        }
+        params = [
+            {"name": p[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in e.path.split("/")
+            if p.startswith("{")
+        ]
         if params:
             op["parameters"] = params
         if e.scope:
             op["security"] = [{"bearer": []}]
             op["description"] = f"Needs an API key with the `{e.scope}` scope (or `admin`)."
         if e.body is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{e.body.__name__}"}}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{e.body.__name__}"}}
+                },
+            }
         for code in e.errors:
             status = str(ERROR_CODES[code][0])
-            resp = op["responses"].setdefault(status, {
-                "description": "", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+            resp = op["responses"].setdefault(
+                status,
+                {
+                    "description": "",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            )
             resp["description"] = (resp["description"] + f" `{code}`: {ERROR_CODES[code][1]}").strip()
         paths.setdefault(e.path, {})[e.method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "smsgw", "version": version,
-                 "description": "International SMS gateway: OTP, messages, routing, anti-fraud, compliance."},
+        "info": {
+            "title": "smsgw",
+            "version": version,
+            "description": "International SMS gateway: OTP, messages, routing, anti-fraud, compliance.",
+        },
         "paths": paths,
-        "components": {"schemas": components,
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }
 
 
@@ -80,8 +109,10 @@ def render_docs(spec: dict[str, Any]) -> str:
     by_tag: dict[str, list[str]] = {}
     for path, ops in spec["paths"].items():
         for method, op in ops.items():
-            resp = "".join(f"<li><code>{html.escape(s)}</code> {html.escape(r.get('description', ''))}</li>"
-                           for s, r in sorted(op["responses"].items()))
+            resp = "".join(
+                f"<li><code>{html.escape(s)}</code> {html.escape(r.get('description', ''))}</li>"
+                for s, r in sorted(op["responses"].items())
+            )
             body = ""
             if "requestBody" in op:
                 ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
@@ -90,7 +121,8 @@ def render_docs(spec: dict[str, Any]) -> str:
             by_tag.setdefault(op["tags"][0], []).append(
                 f"<details><summary><span class=m>{method.upper()}</span> <code>{html.escape(path)}</code> "
                 f"— {html.escape(op['summary'])}</summary><p>{html.escape(op.get('description', ''))}</p>"
-                f"{body}<ul>{resp}</ul></details>")
+                f"{body}<ul>{resp}</ul></details>"
+            )
     sections = "".join(f"<h2>{html.escape(t)}</h2>{''.join(items)}" for t, items in by_tag.items())
     return _PAGE.format(sections=sections)
 

@@ -33,8 +33,11 @@ def _parse(text: str) -> Number | str:
     region = phonenumbers.region_code_for_number(num)
     if not region or region == "001":
         return "not a number of a country"
-    return Number(phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164), region,
-                  int(phonenumbers.number_type(num)))
+    return Number(
+        phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164),
+        region,
+        int(phonenumbers.number_type(num)),
+    )
 
 
 def parse_number(text: str) -> Number:

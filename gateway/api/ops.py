@@ -17,8 +17,13 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-@endpoint("GET", "/readyz", summary="Ready to take traffic (store, state and a route up)", tag="Operations",
-          errors=("unavailable",))
+@endpoint(
+    "GET",
+    "/readyz",
+    summary="Ready to take traffic (store, state and a route up)",
+    tag="Operations",
+    errors=("unavailable",),
+)
 async def readyz(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     checks = {
@@ -28,8 +33,9 @@ async def readyz(request: web.Request) -> web.Response:
         "route": ctx.ready and any(ctx.routes.is_up(r) for r in ctx.routes.routes),
     }
     ok = checks["started"] and checks["store"] and checks["route"]
-    return web.json_response({"status": "ready" if ok else "not_ready", "checks": checks},
-                             status=200 if ok else 503)
+    return web.json_response(
+        {"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503
+    )
 
 
 @endpoint("GET", "/metrics", summary="Prometheus metrics", tag="Operations")
@@ -41,8 +47,13 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-@endpoint("POST", "/v1/carriers/{carrier}/receipts", summary="Delivery receipts from an HTTP carrier",
-          tag="Carriers", errors=("unauthorized", "not_found", "invalid_request"))
+@endpoint(
+    "POST",
+    "/v1/carriers/{carrier}/receipts",
+    summary="Delivery receipts from an HTTP carrier",
+    tag="Carriers",
+    errors=("unauthorized", "not_found", "invalid_request"),
+)
 async def carrier_receipt(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     name = request.match_info["carrier"]

@@ -27,8 +27,17 @@ class Endpoint:
 ROUTES: list[Endpoint] = []
 
 
-def endpoint(method: str, path: str, *, summary: str, tag: str, scope: str | None = None,
-             body: type | None = None, success: int = 200, errors: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
+def endpoint(
+    method: str,
+    path: str,
+    *,
+    summary: str,
+    tag: str,
+    scope: str | None = None,
+    body: type | None = None,
+    success: int = 200,
+    errors: tuple[str, ...] = (),
+) -> Callable[[Handler], Handler]:
     def deco(fn: Handler) -> Handler:
         ROUTES.append(Endpoint(method, path, fn, summary, tag, scope, body, success, errors))
         return fn

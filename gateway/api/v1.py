@@ -18,9 +18,20 @@ from gateway.services import otp as otp_service
 
 log = logging.getLogger("smsgw.api")
 
-_OTP_ERRORS = ("invalid_request", "invalid_json", "invalid_number", "unauthorized", "forbidden",
-               "country_not_permitted", "fraud_blocked", "sender_not_registered", "challenge_required",
-               "rate_limited", "no_route", "payload_too_large")
+_OTP_ERRORS = (
+    "invalid_request",
+    "invalid_json",
+    "invalid_number",
+    "unauthorized",
+    "forbidden",
+    "country_not_permitted",
+    "fraud_blocked",
+    "sender_not_registered",
+    "challenge_required",
+    "rate_limited",
+    "no_route",
+    "payload_too_large",
+)
 
 
 async def _body(request: web.Request) -> bytes:
@@ -28,8 +39,16 @@ async def _body(request: web.Request) -> bytes:
     return await request.read()
 
 
-@endpoint("POST", "/v1/otp", summary="Send a one-time passcode", tag="OTP", scope="send", body=OtpRequest,
-          success=202, errors=_OTP_ERRORS)
+@endpoint(
+    "POST",
+    "/v1/otp",
+    summary="Send a one-time passcode",
+    tag="OTP",
+    scope="send",
+    body=OtpRequest,
+    success=202,
+    errors=_OTP_ERRORS,
+)
 async def post_otp(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "send")
@@ -38,8 +57,15 @@ async def post_otp(request: web.Request) -> web.Response:
     return web.json_response(accepted.body(), status=202)
 
 
-@endpoint("POST", "/v1/otp/{id}/verify", summary="Verify a code", tag="OTP", scope="verify", body=VerifyRequest,
-          errors=("invalid_request", "incorrect_code", "not_found", "expired", "too_many_attempts", "conflict"))
+@endpoint(
+    "POST",
+    "/v1/otp/{id}/verify",
+    summary="Verify a code",
+    tag="OTP",
+    scope="verify",
+    body=VerifyRequest,
+    errors=("invalid_request", "incorrect_code", "not_found", "expired", "too_many_attempts", "conflict"),
+)
 async def verify_otp(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "verify")
@@ -62,19 +88,39 @@ async def get_otp(request: web.Request) -> web.Response:
     return web.json_response(view)
 
 
-@endpoint("POST", "/v1/messages", summary="Send an SMS", tag="Messages", scope="send", body=MessageRequest,
-          success=202, errors=(*_OTP_ERRORS, "no_consent", "quiet_hours"))
+@endpoint(
+    "POST",
+    "/v1/messages",
+    summary="Send an SMS",
+    tag="Messages",
+    scope="send",
+    body=MessageRequest,
+    success=202,
+    errors=(*_OTP_ERRORS, "no_consent", "quiet_hours"),
+)
 async def post_message(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "send")
     req = decode(await _body(request), MessageRequest)
     rec = await message_service.send_message(request.app[CTX], who, req)
-    return web.json_response({"id": rec.id, "status": "queued", "to_masked": mask_phone(
-        request.app[CTX].db.keyring.open(rec.phone_enc, "phone").decode())}, status=202)
+    return web.json_response(
+        {
+            "id": rec.id,
+            "status": "queued",
+            "to_masked": mask_phone(request.app[CTX].db.keyring.open(rec.phone_enc, "phone").decode()),
+        },
+        status=202,
+    )
 
 
-@endpoint("GET", "/v1/messages/{id}", summary="A message's delivery status and route", tag="Messages",
-          scope="send", errors=("not_found",))
+@endpoint(
+    "GET",
+    "/v1/messages/{id}",
+    summary="A message's delivery status and route",
+    tag="Messages",
+    scope="send",
+    errors=("not_found",),
+)
 async def get_message(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "send")

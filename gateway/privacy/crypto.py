@@ -83,7 +83,9 @@ class Keyring:
     def seal(self, plaintext: bytes, column: str) -> bytes:
         nonce = os.urandom(12)
         aead = self._aead[self.active_id]
-        return _HEADER.pack(_VERSION, self.active_id) + nonce + aead.encrypt(nonce, plaintext, column.encode())
+        return (
+            _HEADER.pack(_VERSION, self.active_id) + nonce + aead.encrypt(nonce, plaintext, column.encode())
+        )
 
     def open(self, sealed: bytes, column: str) -> bytes:
         if len(sealed) < _HEADER.size + 12 + 16:
@@ -96,7 +98,7 @@ class Keyring:
             raise CryptoError(f"unknown data key id {key_id}")
         start = _HEADER.size
         try:
-            return aead.decrypt(sealed[start:start + 12], sealed[start + 12:], column.encode())
+            return aead.decrypt(sealed[start : start + 12], sealed[start + 12 :], column.encode())
         except InvalidTag:
             raise CryptoError("sealed value does not authenticate") from None
 

@@ -25,8 +25,9 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
     if not req.sender_id.strip() or len(req.sender_id) > 16:
         raise ApiError("invalid_request", "'sender_id' must be 1-16 characters")
     if not who.tenant.may_send_to(num.country):
-        raise ApiError("country_not_permitted", f"This tenant may not send to {num.country}.",
-                       country=num.country)
+        raise ApiError(
+            "country_not_permitted", f"This tenant may not send to {num.country}.", country=num.country
+        )
     if req.category == "marketing":
         consent = ctx.extras.get("consent")
         if consent is None or not await consent.has_opt_in(who.tenant.id, num.e164):  # type: ignore[attr-defined]
@@ -36,10 +37,20 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
     ring = ctx.db.keyring
     now = ctx.clock()
     phone_enc = ring.seal(num.e164.encode(), "phone")
-    rec = MessageRecord(id=new_id("msg"), tenant_id=who.tenant.id, kind=req.category, phone_enc=phone_enc,
-                        phone_hmac=ring.lookup(num.e164), country=num.country, sender=req.sender_id,
-                        payload_enc=ring.seal(req.body.encode(), "body"), status="queued", created_at=now,
-                        updated_at=now, not_before=now)
+    rec = MessageRecord(
+        id=new_id("msg"),
+        tenant_id=who.tenant.id,
+        kind=req.category,
+        phone_enc=phone_enc,
+        phone_hmac=ring.lookup(num.e164),
+        country=num.country,
+        sender=req.sender_id,
+        payload_enc=ring.seal(req.body.encode(), "body"),
+        status="queued",
+        created_at=now,
+        updated_at=now,
+        not_before=now,
+    )
     await ctx.db.insert_message(rec)
     ctx.disp.notify(rec.id)
     log.info("message accepted", extra={"message_id": rec.id, "country": num.country, "kind": req.category})

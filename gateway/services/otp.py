@@ -46,17 +46,24 @@ class OtpAccepted:
     to_masked: str
 
     def body(self) -> dict[str, Any]:
-        return {"id": self.otp.id, "status": "pending", "expires_at": self.otp.expires_at,
-                "to_masked": self.to_masked, "message_id": self.otp.message_id}
+        return {
+            "id": self.otp.id,
+            "status": "pending",
+            "expires_at": self.otp.expires_at,
+            "to_masked": self.to_masked,
+            "message_id": self.otp.message_id,
+        }
 
 
 async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccepted:
     s = ctx.settings.otp
     num = parse_number(req.to)
     if not who.tenant.may_send_to(num.country):
-        raise ApiError("country_not_permitted",
-                       f"This tenant may not send to {num.country}; ask an admin to allow it.",
-                       country=num.country)
+        raise ApiError(
+            "country_not_permitted",
+            f"This tenant may not send to {num.country}; ask an admin to allow it.",
+            country=num.country,
+        )
     if req.locale and len(req.locale) > 16:
         raise ApiError("invalid_request", "'locale' is too long")
     if req.template is not None and req.template not in s.templates:
@@ -67,34 +74,73 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
     phone_hmac = ring.lookup(num.e164)
     now = ctx.clock()
     otp_id, msg_id = new_id("otp"), new_id("msg")
-    gate = await ctx.st.send_gate(who.tenant.id, phone_hmac.hex(), cooldown=s.resend_cooldown_seconds,
-                                  hourly_limit=s.max_per_number_per_hour, now=now, member=otp_id)
+    gate = await ctx.st.send_gate(
+        who.tenant.id,
+        phone_hmac.hex(),
+        cooldown=s.resend_cooldown_seconds,
+        hourly_limit=s.max_per_number_per_hour,
+        now=now,
+        member=otp_id,
+    )
     if not gate.allowed:
         ctx.instruments.rate_limited.labels("number").inc()
         retry = max(1, int(gate.retry_after + 0.999))
-        what = ("a code was sent to this number moments ago" if gate.reason == "cooldown"
-                else f"at most {s.max_per_number_per_hour} codes per hour go to one number")
-        raise ApiError("rate_limited", f"Too many requests: {what}; retry in {retry} s.",
-                       headers={"Retry-After": str(retry)}, scope="number", limit=gate.reason,
-                       retry_after=retry)
+        what = (
+            "a code was sent to this number moments ago"
+            if gate.reason == "cooldown"
+            else f"at most {s.max_per_number_per_hour} codes per hour go to one number"
+        )
+        raise ApiError(
+            "rate_limited",
+            f"Too many requests: {what}; retry in {retry} s.",
+            headers={"Retry-After": str(retry)},
+            scope="number",
+            limit=gate.reason,
+            retry_after=retry,
+        )
     locale = req.template or pick_locale(req.locale, s.templates, s.default_locale)
     code = generate_code(s.code_length)
     phone_enc = ring.seal(num.e164.encode(), "phone")
     sender = req.sender_id or s.default_sender
-    otp = OtpRecord(id=otp_id, tenant_id=who.tenant.id, phone_enc=phone_enc, phone_hmac=phone_hmac,
-                    country=num.country, code_hash=ring.code_hash(otp_id, code), status="pending",
-                    created_at=now, expires_at=now + s.ttl_seconds, message_id=msg_id, locale=locale,
-                    template="otp")
-    msg = MessageRecord(id=msg_id, tenant_id=who.tenant.id, kind="otp", phone_enc=phone_enc,
-                        phone_hmac=phone_hmac, country=num.country, sender=sender,
-                        payload_enc=ring.seal(code.encode(), "otp_code"), status="queued", created_at=now,
-                        updated_at=now, not_before=now, expires_at=otp.expires_at, otp_id=otp_id,
-                        locale=locale, template="otp")
+    otp = OtpRecord(
+        id=otp_id,
+        tenant_id=who.tenant.id,
+        phone_enc=phone_enc,
+        phone_hmac=phone_hmac,
+        country=num.country,
+        code_hash=ring.code_hash(otp_id, code),
+        status="pending",
+        created_at=now,
+        expires_at=now + s.ttl_seconds,
+        message_id=msg_id,
+        locale=locale,
+        template="otp",
+    )
+    msg = MessageRecord(
+        id=msg_id,
+        tenant_id=who.tenant.id,
+        kind="otp",
+        phone_enc=phone_enc,
+        phone_hmac=phone_hmac,
+        country=num.country,
+        sender=sender,
+        payload_enc=ring.seal(code.encode(), "otp_code"),
+        status="queued",
+        created_at=now,
+        updated_at=now,
+        not_before=now,
+        expires_at=otp.expires_at,
+        otp_id=otp_id,
+        locale=locale,
+        template="otp",
+    )
     await ctx.db.insert_otp(otp, msg)
     ctx.disp.notify(msg_id)
     masked = mask_phone(num.e164)
-    log.info("otp accepted", extra={"otp_id": otp_id, "to": masked, "country": num.country,
-                                    "tenant": who.tenant.id})
+    log.info(
+        "otp accepted",
+        extra={"otp_id": otp_id, "to": masked, "country": num.country, "tenant": who.tenant.id},
+    )
     return OtpAccepted(otp, masked)
 
 
@@ -135,8 +181,12 @@ async def verify_otp(ctx: Context, who: Principal, otp_id: str, code: str) -> Ot
         left = s.max_attempts - attempt
         if left <= 0:
             await ctx.db.finish_otp(otp.id, "failed", now)
-            raise ApiError("too_many_attempts", f"At most {s.max_attempts} attempts per OTP; request a new one.")
-        raise ApiError("incorrect_code", f"The code does not match; {left} attempt(s) left.", attempts_left=left)
+            raise ApiError(
+                "too_many_attempts", f"At most {s.max_attempts} attempts per OTP; request a new one."
+            )
+        raise ApiError(
+            "incorrect_code", f"The code does not match; {left} attempt(s) left.", attempts_left=left
+        )
     if not await ctx.db.finish_otp(otp.id, "verified", now):
         raise ApiError("conflict", "This OTP was already verified; request a new one.", status=409)
     ctx.instruments.otp_verified.labels(who.tenant.id, otp.country, otp.route or "none").inc()
@@ -148,6 +198,13 @@ def otp_view(otp: OtpRecord, now: float) -> dict[str, Any]:
     status = otp.status
     if status == "pending" and now >= otp.expires_at:
         status = "expired"
-    return {"id": otp.id, "status": status, "expires_at": otp.expires_at, "created_at": otp.created_at,
-            "verified_at": otp.verified_at, "country": otp.country, "route": otp.route,
-            "message_id": otp.message_id}
+    return {
+        "id": otp.id,
+        "status": status,
+        "expires_at": otp.expires_at,
+        "created_at": otp.created_at,
+        "verified_at": otp.verified_at,
+        "country": otp.country,
+        "route": otp.route,
+        "message_id": otp.message_id,
+    }

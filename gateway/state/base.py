@@ -28,8 +28,9 @@ class GateResult:
 
 
 class StateBackend(Protocol):
-    async def send_gate(self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int,
-                        now: float, member: str) -> GateResult:
+    async def send_gate(
+        self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int, now: float, member: str
+    ) -> GateResult:
         """Atomically: refuse while the number's resend cooldown runs or its hourly count is reached;
         otherwise count this send (``member`` identifies it) and start the cooldown."""
         ...

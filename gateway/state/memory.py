@@ -28,8 +28,9 @@ class MemoryState:
         self._windows = {k: v for k, v in self._windows.items() if v and v[-1] > now - HOUR}
         self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
 
-    async def send_gate(self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int,
-                        now: float, member: str) -> GateResult:
+    async def send_gate(
+        self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int, now: float, member: str
+    ) -> GateResult:
         self._gc(now)
         ck = cooldown_key(tenant_id, phone_key)
         until = self._until.get(ck, 0.0)

@@ -45,8 +45,9 @@ class RedisState:
         self._send_gate = client.register_script(SEND_GATE)
         self._verify_attempt = client.register_script(VERIFY_ATTEMPT)
 
-    async def send_gate(self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int,
-                        now: float, member: str) -> GateResult:
+    async def send_gate(
+        self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int, now: float, member: str
+    ) -> GateResult:
         res = await self._send_gate(
             keys=[cooldown_key(tenant_id, phone_key), number_window_key(tenant_id, phone_key)],
             args=[int(now * 1000), int(cooldown * 1000), hourly_limit, member],
@@ -81,15 +82,18 @@ class FallbackState:
         log.error("redis unavailable, using process-local state", extra={"operation": op, "error": str(e)})
         self._on_error(op)
 
-    async def send_gate(self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int,
-                        now: float, member: str) -> GateResult:
+    async def send_gate(
+        self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int, now: float, member: str
+    ) -> GateResult:
         try:
-            return await self.primary.send_gate(tenant_id, phone_key, cooldown=cooldown,
-                                                hourly_limit=hourly_limit, now=now, member=member)
+            return await self.primary.send_gate(
+                tenant_id, phone_key, cooldown=cooldown, hourly_limit=hourly_limit, now=now, member=member
+            )
         except (RedisError, OSError) as e:
             self._failed("send_gate", e)
-            return await self.local.send_gate(tenant_id, phone_key, cooldown=cooldown,
-                                              hourly_limit=hourly_limit, now=now, member=member)
+            return await self.local.send_gate(
+                tenant_id, phone_key, cooldown=cooldown, hourly_limit=hourly_limit, now=now, member=member
+            )
 
     async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
         try:

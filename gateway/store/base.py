@@ -30,19 +30,46 @@ class Store(Protocol):
     async def finish_otp(self, otp_id: str, status: str, now: float) -> bool:
         """pending -> verified/expired/failed; False when it was no longer pending."""
         ...
+
     async def insert_message(self, message: MessageRecord) -> None: ...
     async def get_message(self, tenant_id: str | None, message_id: str) -> MessageRecord | None: ...
 
     # dispatch
     async def claim(self, message_id: str, worker: str, now: float, lease: float) -> MessageRecord | None: ...
     async def due_messages(self, now: float, limit: int) -> list[str]: ...
-    async def mark_submitted(self, message_id: str, *, route: str, route_reason: str, carrier: str,
-                             carrier_message_id: str, segments: int, now: float) -> None: ...
-    async def mark_retry(self, message_id: str, *, not_before: float, tried_routes: str, error_code: str,
-                         error_reason: str, now: float) -> None: ...
-    async def mark_final(self, message_id: str, *, status: str, error_code: str | None,
-                         error_reason: str | None, now: float, route: str | None = None,
-                         route_reason: str | None = None) -> None: ...
-    async def apply_receipt(self, carrier: str, carrier_message_id: str, status: str,
-                            error_code: str | None, now: float) -> MessageRecord | None: ...
+    async def mark_submitted(
+        self,
+        message_id: str,
+        *,
+        route: str,
+        route_reason: str,
+        carrier: str,
+        carrier_message_id: str,
+        segments: int,
+        now: float,
+    ) -> None: ...
+    async def mark_retry(
+        self,
+        message_id: str,
+        *,
+        not_before: float,
+        tried_routes: str,
+        error_code: str,
+        error_reason: str,
+        now: float,
+    ) -> None: ...
+    async def mark_final(
+        self,
+        message_id: str,
+        *,
+        status: str,
+        error_code: str | None,
+        error_reason: str | None,
+        now: float,
+        route: str | None = None,
+        route_reason: str | None = None,
+    ) -> None: ...
+    async def apply_receipt(
+        self, carrier: str, carrier_message_id: str, status: str, error_code: str | None, now: float
+    ) -> MessageRecord | None: ...
     async def count_by_status(self) -> dict[str, int]: ...

@@ -16,7 +16,7 @@ import aiosqlite
 from gateway.privacy.crypto import Keyring, unwrap_data_key, wrap_data_key
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.records import MessageRecord, OtpRecord, Principal, Tenant
-from gateway.store.writer import GroupWriter, Statement
+from gateway.store.writer import GroupWriter, Statement, in_db_thread
 
 log = logging.getLogger("smsgw.store")
 
@@ -64,9 +64,9 @@ class SqliteStore:
     async def open(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._w = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._w._execute(_pragmas, self._w._conn, self._sync)  # noqa: SLF001
-        await self._w._execute(migrate, self._w._conn)  # noqa: SLF001
-        await self._w._execute(self._load_keyring, self._w._conn)  # noqa: SLF001
+        await in_db_thread(self._w, _pragmas, self._w._conn, self._sync)
+        await in_db_thread(self._w, migrate, self._w._conn)
+        await in_db_thread(self._w, self._load_keyring, self._w._conn)
         self._r = await aiosqlite.connect(self.path, isolation_level=None)
         self._r.row_factory = sqlite3.Row
         await self._r.execute("PRAGMA busy_timeout=5000")
@@ -84,8 +84,10 @@ class SqliteStore:
             rows = db.execute("SELECT key_id, wrapped FROM keyring ORDER BY key_id").fetchall()
             if not rows:
                 dek = secrets.token_bytes(32)
-                db.execute("INSERT INTO keyring(key_id, wrapped, created_at) VALUES (1, ?, ?)",
-                           (wrap_data_key(self._master, 1, dek), time.time()))
+                db.execute(
+                    "INSERT INTO keyring(key_id, wrapped, created_at) VALUES (1, ?, ?)",
+                    (wrap_data_key(self._master, 1, dek), time.time()),
+                )
                 rows = [(1, wrap_data_key(self._master, 1, dek))]
                 self.keyring.add(1, dek)
             else:
@@ -138,12 +140,18 @@ class SqliteStore:
 
     # ----------------------------------------------------------------- tenants
     async def create_tenant(self, tenant: Tenant, key_hash: bytes, scopes: frozenset[str]) -> None:
-        await self._write([
-            ("INSERT INTO tenants(id, name, countries, created_at) VALUES (?, ?, ?, ?)",
-             (tenant.id, tenant.name, ",".join(sorted(tenant.countries)), tenant.created_at)),
-            ("INSERT INTO api_keys(key_hash, tenant_id, scopes, created_at) VALUES (?, ?, ?, ?)",
-             (key_hash, tenant.id, ",".join(sorted(scopes)), tenant.created_at)),
-        ])
+        await self._write(
+            [
+                (
+                    "INSERT INTO tenants(id, name, countries, created_at) VALUES (?, ?, ?, ?)",
+                    (tenant.id, tenant.name, ",".join(sorted(tenant.countries)), tenant.created_at),
+                ),
+                (
+                    "INSERT INTO api_keys(key_hash, tenant_id, scopes, created_at) VALUES (?, ?, ?, ?)",
+                    (key_hash, tenant.id, ",".join(sorted(scopes)), tenant.created_at),
+                ),
+            ]
+        )
 
     async def principal_for_key(self, key_hash: bytes) -> Principal | None:
         row = await self._read_one(
@@ -158,7 +166,9 @@ class SqliteStore:
 
     # ----------------------------------------------------------------- OTPs
     async def insert_otp(self, otp: OtpRecord, message: MessageRecord) -> None:
-        await self._write([self._insert("otps", _OTP_COLS, otp), self._insert("messages", _MSG_COLS, message)])
+        await self._write(
+            [self._insert("otps", _OTP_COLS, otp), self._insert("messages", _MSG_COLS, message)]
+        )
 
     async def get_otp(self, tenant_id: str, otp_id: str) -> OtpRecord | None:
         row = await self._read_one(
@@ -169,9 +179,15 @@ class SqliteStore:
         return OtpRecord(*row) if row is not None else None
 
     async def finish_otp(self, otp_id: str, status: str, now: float) -> bool:
-        n, _ = await self._write([(
-            "UPDATE otps SET status = ?, verified_at = CASE WHEN ? = 'verified' THEN ? END "
-            "WHERE id = ? AND status = 'pending'", (status, status, now, otp_id))])
+        n, _ = await self._write(
+            [
+                (
+                    "UPDATE otps SET status = ?, verified_at = CASE WHEN ? = 'verified' THEN ? END "
+                    "WHERE id = ? AND status = 'pending'",
+                    (status, status, now, otp_id),
+                )
+            ]
+        )
         return n == 1
 
     # ----------------------------------------------------------------- messages
@@ -183,61 +199,117 @@ class SqliteStore:
         if tenant_id is None:
             row = await self._read_one(f"SELECT {cols} FROM messages WHERE id = ?", (message_id,))
         else:
-            row = await self._read_one(f"SELECT {cols} FROM messages WHERE id = ? AND tenant_id = ?",
-                                       (message_id, tenant_id))
+            row = await self._read_one(
+                f"SELECT {cols} FROM messages WHERE id = ? AND tenant_id = ?", (message_id, tenant_id)
+            )
         return self._message(row) if row is not None else None
 
     async def claim(self, message_id: str, worker: str, now: float, lease: float) -> MessageRecord | None:
-        _, rows = await self._write([(
-            f"UPDATE messages SET status = 'sending', claimed_by = ?, claimed_until = ?, "
-            f"attempts = attempts + 1, updated_at = ? WHERE id = ? AND "
-            f"(status = 'queued' OR (status = 'sending' AND claimed_until < ?)) "
-            f"RETURNING {', '.join(_MSG_COLS)}",
-            (worker, now + lease, now, message_id, now))], fetch=True)
+        _, rows = await self._write(
+            [
+                (
+                    f"UPDATE messages SET status = 'sending', claimed_by = ?, claimed_until = ?, "
+                    f"attempts = attempts + 1, updated_at = ? WHERE id = ? AND "
+                    f"(status = 'queued' OR (status = 'sending' AND claimed_until < ?)) "
+                    f"RETURNING {', '.join(_MSG_COLS)}",
+                    (worker, now + lease, now, message_id, now),
+                )
+            ],
+            fetch=True,
+        )
         return self._message(rows[0]) if rows else None
 
     async def due_messages(self, now: float, limit: int) -> list[str]:
         rows = await self._read_all(
             "SELECT id FROM messages WHERE (status = 'queued' AND not_before <= ?) "
             "OR (status = 'sending' AND claimed_until < ?) ORDER BY not_before LIMIT ?",
-            (now, now, limit))
+            (now, now, limit),
+        )
         return [r[0] for r in rows]
 
-    async def mark_submitted(self, message_id: str, *, route: str, route_reason: str, carrier: str,
-                             carrier_message_id: str, segments: int, now: float) -> None:
+    async def mark_submitted(
+        self,
+        message_id: str,
+        *,
+        route: str,
+        route_reason: str,
+        carrier: str,
+        carrier_message_id: str,
+        segments: int,
+        now: float,
+    ) -> None:
         # an OTP's sealed code is wiped the moment a carrier holds the message
-        await self._write([(
-            "UPDATE messages SET status = 'submitted', route = ?, route_reason = ?, carrier = ?, "
-            "carrier_message_id = ?, segments = ?, updated_at = ?, claimed_by = NULL, claimed_until = NULL, "
-            "payload_enc = CASE WHEN kind = 'otp' THEN NULL ELSE payload_enc END "
-            "WHERE id = ? AND status = 'sending'",
-            (route, route_reason, carrier, carrier_message_id, segments, now, message_id))])
+        await self._write(
+            [
+                (
+                    "UPDATE messages SET status = 'submitted', route = ?, route_reason = ?, carrier = ?, "
+                    "carrier_message_id = ?, segments = ?, updated_at = ?, "
+                    "claimed_by = NULL, claimed_until = NULL, "
+                    "payload_enc = CASE WHEN kind = 'otp' THEN NULL ELSE payload_enc END "
+                    "WHERE id = ? AND status = 'sending'",
+                    (route, route_reason, carrier, carrier_message_id, segments, now, message_id),
+                )
+            ]
+        )
 
-    async def mark_retry(self, message_id: str, *, not_before: float, tried_routes: str, error_code: str,
-                         error_reason: str, now: float) -> None:
-        await self._write([(
-            "UPDATE messages SET status = 'queued', not_before = ?, tried_routes = ?, error_code = ?, "
-            "error_reason = ?, updated_at = ?, claimed_by = NULL, claimed_until = NULL "
-            "WHERE id = ? AND status = 'sending'",
-            (not_before, tried_routes, error_code, error_reason, now, message_id))])
+    async def mark_retry(
+        self,
+        message_id: str,
+        *,
+        not_before: float,
+        tried_routes: str,
+        error_code: str,
+        error_reason: str,
+        now: float,
+    ) -> None:
+        await self._write(
+            [
+                (
+                    "UPDATE messages SET status = 'queued', not_before = ?, tried_routes = ?, "
+                    "error_code = ?, error_reason = ?, updated_at = ?, "
+                    "claimed_by = NULL, claimed_until = NULL WHERE id = ? AND status = 'sending'",
+                    (not_before, tried_routes, error_code, error_reason, now, message_id),
+                )
+            ]
+        )
 
-    async def mark_final(self, message_id: str, *, status: str, error_code: str | None,
-                         error_reason: str | None, now: float, route: str | None = None,
-                         route_reason: str | None = None) -> None:
-        await self._write([(
-            "UPDATE messages SET status = ?, error_code = ?, error_reason = ?, updated_at = ?, "
-            "route = COALESCE(?, route), route_reason = COALESCE(?, route_reason), "
-            "claimed_by = NULL, claimed_until = NULL, payload_enc = CASE WHEN kind = 'otp' THEN NULL "
-            "ELSE payload_enc END WHERE id = ?",
-            (status, error_code, error_reason, now, route, route_reason, message_id))])
+    async def mark_final(
+        self,
+        message_id: str,
+        *,
+        status: str,
+        error_code: str | None,
+        error_reason: str | None,
+        now: float,
+        route: str | None = None,
+        route_reason: str | None = None,
+    ) -> None:
+        await self._write(
+            [
+                (
+                    "UPDATE messages SET status = ?, error_code = ?, error_reason = ?, updated_at = ?, "
+                    "route = COALESCE(?, route), route_reason = COALESCE(?, route_reason), "
+                    "claimed_by = NULL, claimed_until = NULL, payload_enc = CASE WHEN kind = 'otp' THEN NULL "
+                    "ELSE payload_enc END WHERE id = ?",
+                    (status, error_code, error_reason, now, route, route_reason, message_id),
+                )
+            ]
+        )
 
-    async def apply_receipt(self, carrier: str, carrier_message_id: str, status: str,
-                            error_code: str | None, now: float) -> MessageRecord | None:
-        _, rows = await self._write([(
-            f"UPDATE messages SET status = ?, error_code = COALESCE(?, error_code), updated_at = ? "
-            f"WHERE carrier = ? AND carrier_message_id = ? AND status IN ('submitted', 'sending') "
-            f"RETURNING {', '.join(_MSG_COLS)}",
-            (status, error_code, now, carrier, carrier_message_id))], fetch=True)
+    async def apply_receipt(
+        self, carrier: str, carrier_message_id: str, status: str, error_code: str | None, now: float
+    ) -> MessageRecord | None:
+        _, rows = await self._write(
+            [
+                (
+                    f"UPDATE messages SET status = ?, error_code = COALESCE(?, error_code), updated_at = ? "
+                    f"WHERE carrier = ? AND carrier_message_id = ? AND status IN ('submitted', 'sending') "
+                    f"RETURNING {', '.join(_MSG_COLS)}",
+                    (status, error_code, now, carrier, carrier_message_id),
+                )
+            ],
+            fetch=True,
+        )
         return self._message(rows[0]) if rows else None
 
     async def count_by_status(self) -> dict[str, int]:
