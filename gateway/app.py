@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
@@ -35,7 +34,7 @@ from gateway.dispatch import CarrierRoutes, Dispatcher
 from gateway.middleware import edge
 from gateway.privacy.crypto import decode_master_key, new_master_key
 from gateway.services.otp import render_message
-from gateway.state import FallbackState, MemoryState, RedisState
+from gateway.state import FallbackState, MemoryState, RedisState, redis_client
 from gateway.store.records import MessageRecord
 from gateway.store.sqlite import SqliteStore
 from metrics.instruments import create_instruments
@@ -102,9 +101,7 @@ def create_app(
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         if settings.redis_url:
-            client = aioredis.Redis.from_url(
-                settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
-            )
+            client = redis_client(settings.redis_url)
             ctx.state = FallbackState(
                 RedisState(client), lambda op: ctx.instruments.state_backend_errors.labels(op).inc()
             )

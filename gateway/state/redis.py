@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from gateway.state.base import GateResult, StateBackend, attempts_key, cooldown_key, number_window_key
 from gateway.state.memory import MemoryState
@@ -70,32 +73,68 @@ class RedisState:
         await self.client.aclose()
 
 
-class FallbackState:
-    """Redis first; on a Redis error, process-local state so the API stays up (logged, counted)."""
+def redis_client(url: str) -> aioredis.Redis:
+    """A client that fails fast: one quick retry, short timeouts (FallbackState takes over on failure)."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+    )
 
-    def __init__(self, primary: RedisState, on_error: Callable[[str], None]) -> None:
+
+class FallbackState:
+    """Redis first; on a Redis error, process-local state so the API stays up (logged, counted).
+
+    After a failure Redis is skipped for ``hold_off`` seconds, so an outage costs one timeout per
+    hold-off period, not one per request; then the next call probes Redis again."""
+
+    def __init__(
+        self,
+        primary: RedisState,
+        on_error: Callable[[str], None],
+        *,
+        hold_off: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.primary = primary
         self.local = MemoryState()
         self._on_error = on_error
+        self._hold_off = hold_off
+        self._clock = clock
+        self._down_until = 0.0
+
+    def _use_local(self, op: str) -> bool:
+        if self._clock() < self._down_until:
+            self._on_error(op)
+            return True
+        return False
 
     def _failed(self, op: str, e: Exception) -> None:
-        log.error("redis unavailable, using process-local state", extra={"operation": op, "error": str(e)})
+        log.error(
+            "redis unavailable, using process-local state",
+            extra={"operation": op, "error": str(e), "hold_off_s": self._hold_off},
+        )
+        self._down_until = self._clock() + self._hold_off
         self._on_error(op)
 
     async def send_gate(
         self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int, now: float, member: str
     ) -> GateResult:
-        try:
-            return await self.primary.send_gate(
-                tenant_id, phone_key, cooldown=cooldown, hourly_limit=hourly_limit, now=now, member=member
-            )
-        except (RedisError, OSError) as e:
-            self._failed("send_gate", e)
-            return await self.local.send_gate(
-                tenant_id, phone_key, cooldown=cooldown, hourly_limit=hourly_limit, now=now, member=member
-            )
+        if not self._use_local("send_gate"):
+            try:
+                return await self.primary.send_gate(
+                    tenant_id, phone_key, cooldown=cooldown, hourly_limit=hourly_limit, now=now, member=member
+                )
+            except (RedisError, OSError) as e:
+                self._failed("send_gate", e)
+        return await self.local.send_gate(
+            tenant_id, phone_key, cooldown=cooldown, hourly_limit=hourly_limit, now=now, member=member
+        )
 
     async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
+        if self._use_local("verify_attempt"):
+            return await self.local.verify_attempt(otp_id, ttl=ttl)
         try:
             return await self.primary.verify_attempt(otp_id, ttl=ttl)
         except (RedisError, OSError) as e:

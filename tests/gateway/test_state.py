@@ -1,0 +1,109 @@
+"""The hot shared state: the same tests on the in-memory and the Redis backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.state import FallbackState, MemoryState, RedisState, StateBackend, redis_client
+from tests.conftest import free_port
+from tests.gateway.harness import ManualClock
+
+
+@pytest.fixture
+async def state(request: pytest.FixtureRequest, backend_kind: str) -> AsyncIterator[StateBackend]:
+    if backend_kind == "memory":
+        yield MemoryState(ManualClock(1000.0))
+        return
+    client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    backend = RedisState(client)
+    yield backend
+    await backend.close()
+
+
+async def test_cooldown_then_allowed(state: StateBackend) -> None:
+    t = 1000.0
+    first = await state.send_gate("t1", "ab", cooldown=30, hourly_limit=10, now=t, member="a")
+    assert first.allowed
+    again = await state.send_gate("t1", "ab", cooldown=30, hourly_limit=10, now=t + 10, member="b")
+    assert (
+        not again.allowed and again.reason == "cooldown" and again.retry_after == pytest.approx(20, abs=0.01)
+    )
+    later = await state.send_gate("t1", "ab", cooldown=30, hourly_limit=10, now=t + 30.5, member="c")
+    assert later.allowed
+
+
+async def test_hourly_window_slides(state: StateBackend) -> None:
+    t = 1000.0
+    for i in range(3):
+        assert (
+            await state.send_gate("t1", "n", cooldown=0, hourly_limit=3, now=t + i, member=f"m{i}")
+        ).allowed
+    full = await state.send_gate("t1", "n", cooldown=0, hourly_limit=3, now=t + 100, member="x")
+    assert not full.allowed and full.reason == "number_hourly"
+    assert full.retry_after == pytest.approx(3600 - 100, abs=0.01)  # when the oldest leaves the window
+    assert (await state.send_gate("t1", "n", cooldown=0, hourly_limit=3, now=t + 3600.5, member="y")).allowed
+
+
+async def test_scoped_per_tenant_and_number(state: StateBackend) -> None:
+    t = 1000.0
+    assert (await state.send_gate("t1", "n", cooldown=30, hourly_limit=1, now=t, member="a")).allowed
+    assert (await state.send_gate("t2", "n", cooldown=30, hourly_limit=1, now=t, member="b")).allowed
+    assert (await state.send_gate("t1", "m", cooldown=30, hourly_limit=1, now=t, member="c")).allowed
+    assert not (await state.send_gate("t1", "n", cooldown=0, hourly_limit=1, now=t + 60, member="d")).allowed
+
+
+async def test_refused_request_is_not_counted(state: StateBackend) -> None:
+    t = 1000.0
+    assert (await state.send_gate("t", "n", cooldown=10, hourly_limit=2, now=t, member="a")).allowed
+    for i in range(5):  # refused by the cooldown: these must not use up the hourly budget
+        assert not (
+            await state.send_gate("t", "n", cooldown=10, hourly_limit=2, now=t + i, member=f"r{i}")
+        ).allowed
+    assert (await state.send_gate("t", "n", cooldown=10, hourly_limit=2, now=t + 11, member="b")).allowed
+
+
+async def test_verify_attempts_count_up(state: StateBackend) -> None:
+    assert [await state.verify_attempt("otp_1", ttl=60) for _ in range(6)] == [1, 2, 3, 4, 5, 6]
+    assert await state.verify_attempt("otp_2", ttl=60) == 1
+
+
+async def test_redis_keys_left_behind(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    backend = RedisState(client)
+    await backend.send_gate("t1", "ab", cooldown=30, hourly_limit=10, now=1000.0, member="m")
+    await backend.verify_attempt("otp_9", ttl=60)
+    keys = sorted(k.decode() for k in await client.keys("*"))
+    assert keys == ["smsgw:cd:t1:ab", "smsgw:nh:t1:ab", "smsgw:va:otp_9"]
+    for k in keys:  # nothing is kept forever
+        assert 0 < await client.pttl(k) <= 3_600_000
+    await backend.close()
+
+
+async def test_redis_outage_falls_back_to_local_state() -> None:
+    errors: list[str] = []
+    clock = ManualClock(0.0)
+    state = FallbackState(
+        RedisState(redis_client(f"redis://127.0.0.1:{free_port()}")), errors.append, hold_off=5.0, clock=clock
+    )
+    assert (await state.send_gate("t", "n", cooldown=30, hourly_limit=5, now=1000.0, member="a")).allowed
+    assert not (await state.send_gate("t", "n", cooldown=30, hourly_limit=5, now=1001.0, member="b")).allowed
+    assert await state.verify_attempt("otp", ttl=60) == 1
+    assert errors == ["send_gate", "send_gate", "verify_attempt"]
+    assert not await state.ping()
+    await state.close()
+
+
+async def test_fallback_probes_redis_again_after_hold_off(redis_url: str) -> None:
+    errors: list[str] = []
+    clock = ManualClock(0.0)
+    state = FallbackState(RedisState(redis_client(redis_url)), errors.append, hold_off=5.0, clock=clock)
+    state._down_until = 5.0  # as after a failure at t=0
+    assert await state.verify_attempt("otp", ttl=60) == 1  # local
+    clock.advance(6)
+    assert await state.verify_attempt("otp", ttl=60) == 1  # Redis again: its own count starts at 1
+    assert await state.primary.client.exists("smsgw:va:otp") == 1
+    assert errors == ["verify_attempt"]
+    await state.close()
