@@ -9,7 +9,6 @@ carrier de-duplicates on it, so a resubmission after a crash reaches the phone o
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -30,8 +29,15 @@ _STATUS = {s.value: s for s in ReceiptStatus}
 
 
 class HttpCarrier:
-    def __init__(self, name: str, url: str, session: aiohttp.ClientSession, *, timeout: float = 10.0,
-                 segment_counter: Any = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        session: aiohttp.ClientSession,
+        *,
+        timeout: float = 10.0,
+        segment_counter: Any = None,
+    ) -> None:
         self.name = name
         self.url = url
         self._session = session
@@ -54,22 +60,32 @@ class HttpCarrier:
         try:
             async with self._session.post(self.url, json=body, timeout=self._timeout) as resp:
                 if resp.status == 429:
-                    return SubmitResult(SubmitOutcome.THROTTLED, error_code="http_429", reason="carrier throttled")
+                    return SubmitResult(
+                        SubmitOutcome.THROTTLED, error_code="http_429", reason="carrier throttled"
+                    )
                 if resp.status >= 500:
                     self._up = resp.status != 503
-                    return SubmitResult(SubmitOutcome.TEMPORARY, error_code=f"http_{resp.status}",
-                                        reason="carrier server error")
+                    return SubmitResult(
+                        SubmitOutcome.TEMPORARY,
+                        error_code=f"http_{resp.status}",
+                        reason="carrier server error",
+                    )
                 if resp.status >= 400:
-                    return SubmitResult(SubmitOutcome.PERMANENT, error_code=f"http_{resp.status}",
-                                        reason=(await resp.text())[:200])
+                    return SubmitResult(
+                        SubmitOutcome.PERMANENT,
+                        error_code=f"http_{resp.status}",
+                        reason=(await resp.text())[:200],
+                    )
                 data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as e:
             self._up = False
             return SubmitResult(SubmitOutcome.TEMPORARY, error_code="http_transport", reason=type(e).__name__)
         self._up = True
         cmid = data.get("id") if isinstance(data, dict) else None
         if not isinstance(cmid, str) or not cmid:
-            return SubmitResult(SubmitOutcome.TEMPORARY, error_code="http_bad_answer", reason="no id in answer")
+            return SubmitResult(
+                SubmitOutcome.TEMPORARY, error_code="http_bad_answer", reason="no id in answer"
+            )
         return SubmitResult(SubmitOutcome.ACCEPTED, carrier_message_id=cmid, segments=segments)
 
     async def handle_receipt(self, payload: dict[str, Any]) -> bool:

@@ -36,8 +36,16 @@ class RouteChoice:
     reason: str
 
 
-def eligible(routes: Iterable[Route], *, country: str, e164: str, brand_class: str, sender: str,
-             is_up: Callable[[Route], bool], exclude: frozenset[str] = frozenset()) -> list[Route]:
+def eligible(
+    routes: Iterable[Route],
+    *,
+    country: str,
+    e164: str,
+    brand_class: str,
+    sender: str,
+    is_up: Callable[[Route], bool],
+    exclude: frozenset[str] = frozenset(),
+) -> list[Route]:
     out = []
     for r in routes:
         if r.name in exclude or not r.covers(country, e164):
@@ -52,11 +60,26 @@ def eligible(routes: Iterable[Route], *, country: str, e164: str, brand_class: s
     return out
 
 
-def choose(routes: Iterable[Route], *, country: str, e164: str, brand_class: str, sender: str,
-           is_up: Callable[[Route], bool], delivery_rate: Mapping[str, float] | None = None,
-           exclude: frozenset[str] = frozenset()) -> RouteChoice | None:
-    cands = eligible(routes, country=country, e164=e164, brand_class=brand_class, sender=sender,
-                     is_up=is_up, exclude=exclude)
+def choose(
+    routes: Iterable[Route],
+    *,
+    country: str,
+    e164: str,
+    brand_class: str,
+    sender: str,
+    is_up: Callable[[Route], bool],
+    delivery_rate: Mapping[str, float] | None = None,
+    exclude: frozenset[str] = frozenset(),
+) -> RouteChoice | None:
+    cands = eligible(
+        routes,
+        country=country,
+        e164=e164,
+        brand_class=brand_class,
+        sender=sender,
+        is_up=is_up,
+        exclude=exclude,
+    )
     if not cands:
         return None
     rates = delivery_rate or {}
@@ -66,8 +89,10 @@ def choose(routes: Iterable[Route], *, country: str, e164: str, brand_class: str
 
     cands.sort(key=cost)
     best = cands[0]
-    reason = (f"cheapest eligible of {len(cands)} route(s) for {country}: "
-              f"{best.price:.4f}/segment at delivery rate {rates.get(best.name, 1.0):.2f}")
+    reason = (
+        f"cheapest eligible of {len(cands)} route(s) for {country}: "
+        f"{best.price:.4f}/segment at delivery rate {rates.get(best.name, 1.0):.2f}"
+    )
     if exclude:
         reason += f"; tried before: {', '.join(sorted(exclude))}"
     return RouteChoice(best, reason)

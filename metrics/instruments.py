@@ -41,7 +41,8 @@ def create_instruments(registry: CollectorRegistry, version: str = "0.0.0") -> I
         registry=registry,
         otp_sent=counter("smsgw_otp_sent_total", "OTPs handed to a carrier", ("tenant", "country", "route")),
         otp_verified=counter(
-            "smsgw_otp_verified_total", "OTPs verified, by the route that carried them",
+            "smsgw_otp_verified_total",
+            "OTPs verified, by the route that carried them",
             ("tenant", "country", "route"),
         ),
         messages=counter(
@@ -52,23 +53,34 @@ def create_instruments(registry: CollectorRegistry, version: str = "0.0.0") -> I
         ),
         rate_limited=counter("smsgw_rate_limited_total", "Requests refused by a rate limit", ("scope",)),
         conversion_events=counter(
-            "smsgw_conversion_events_total", "Conversion events reported by apps", ("tenant", "country", "event")
+            "smsgw_conversion_events_total",
+            "Conversion events reported by apps",
+            ("tenant", "country", "event"),
         ),
         http_duration=Histogram(
-            "smsgw_http_request_duration_seconds", "HTTP request duration", ("endpoint", "status"),
-            buckets=LATENCY_BUCKETS, registry=registry,
+            "smsgw_http_request_duration_seconds",
+            "HTTP request duration",
+            ("endpoint", "status"),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         ),
-        route_up=Gauge("smsgw_route_up", "1 when the route can take traffic", ("route", "carrier"),
-                       registry=registry),
+        route_up=Gauge(
+            "smsgw_route_up", "1 when the route can take traffic", ("route", "carrier"), registry=registry
+        ),
         submit_latency=Histogram(
-            "smsgw_carrier_submit_seconds", "Time for a carrier to accept a submission", ("route",),
-            buckets=LATENCY_BUCKETS, registry=registry,
+            "smsgw_carrier_submit_seconds",
+            "Time for a carrier to accept a submission",
+            ("route",),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         ),
         state_backend_errors=counter(
-            "smsgw_state_backend_errors_total", "Shared-state backend failures (fell back to local state)",
+            "smsgw_state_backend_errors_total",
+            "Shared-state backend failures (fell back to local state)",
             ("operation",),
         ),
-        dispatch_queue=Gauge("smsgw_dispatch_queue", "Accepted messages waiting for dispatch",
-                             registry=registry),
+        dispatch_queue=Gauge(
+            "smsgw_dispatch_queue", "Accepted messages waiting for dispatch", registry=registry
+        ),
         build=build,
     )

@@ -43,8 +43,13 @@ class InboxMessage:
     received_at: float
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "from": self.sender, "to": self.to, "text": self.text,
-                "received_at": self.received_at}
+        return {
+            "id": self.id,
+            "from": self.sender,
+            "to": self.to,
+            "text": self.text,
+            "received_at": self.received_at,
+        }
 
 
 @dataclass
@@ -108,7 +113,9 @@ class SimHttp:
             body = await request.json()
         except ValueError:
             return web.json_response({"error": "invalid json"}, status=400)
-        if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("from", "to", "text")):
+        if not isinstance(body, dict) or not all(
+            isinstance(body.get(k), str) for k in ("from", "to", "text")
+        ):
             return web.json_response({"error": "from, to and text are required strings"}, status=400)
         if self.options.latency_ms:
             await asyncio.sleep(self.options.latency_ms / 1000)
@@ -139,7 +146,7 @@ class SimHttp:
                     if r.status < 500:
                         self.receipts_sent += 1
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             await asyncio.sleep(0.2 * 2**attempt)
         self.receipts_failed += 1
@@ -151,5 +158,11 @@ class SimHttp:
         return web.json_response([m.as_json() for m in reversed(msgs)])
 
     async def stats(self, request: web.Request) -> web.Response:
-        return web.json_response({"received": self.inbox.received, "duplicates": self.inbox.duplicates,
-                                  "receipts_sent": self.receipts_sent, "receipts_failed": self.receipts_failed})
+        return web.json_response(
+            {
+                "received": self.inbox.received,
+                "duplicates": self.inbox.duplicates,
+                "receipts_sent": self.receipts_sent,
+                "receipts_failed": self.receipts_failed,
+            }
+        )

@@ -30,9 +30,17 @@ class SimCarrierOptions:
 
 async def run_sim_carrier(opts: SimCarrierOptions, stop: asyncio.Event | None = None) -> None:
     inbox = Inbox()
-    sim = SimHttp(inbox, SimOptions(latency_ms=opts.latency_ms, failure_rate=opts.failure_rate,
-                                    receipt_rate=opts.receipt_rate, receipt_delay_ms=opts.receipt_delay_ms,
-                                    undeliverable_rate=opts.undeliverable_rate, seed=opts.seed))
+    sim = SimHttp(
+        inbox,
+        SimOptions(
+            latency_ms=opts.latency_ms,
+            failure_rate=opts.failure_rate,
+            receipt_rate=opts.receipt_rate,
+            receipt_delay_ms=opts.receipt_delay_ms,
+            undeliverable_rate=opts.undeliverable_rate,
+            seed=opts.seed,
+        ),
+    )
     runner = web.AppRunner(sim.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, opts.host, opts.http_port).start()
