@@ -1,0 +1,38 @@
+"""The smsgw command as operators use it."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.procs import Procs
+
+
+def test_tenant_create_prints_a_key_once_and_stores_only_its_hash(procs: Procs) -> None:
+    r = procs.smsgw("tenant", "create", "acme", "--scopes", "send,verify,admin", "--countries", "DE,FR")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["tenant_id"].startswith("tn_") and out["api_key"].startswith("sk_live_")
+    blob = b"".join(p.read_bytes() for p in procs.workdir.glob("smsgw.db*"))
+    assert out["api_key"].encode() not in blob
+
+
+def test_tenant_create_refuses_bad_input(procs: Procs) -> None:
+    r = procs.smsgw("tenant", "create", "acme", "--scopes", "send,superuser")
+    assert r.returncode == 2 and "unknown scope" in r.stderr
+    r = procs.smsgw("tenant", "create", "acme", "--countries", "DE,XX")
+    assert r.returncode == 2 and "XX" in r.stderr
+
+
+def test_bad_config_exits_2_with_every_problem(procs: Procs) -> None:
+    cfg = procs.workdir / "bad.toml"
+    cfg.write_text("[server]\nport = 0\n[otp]\nmax_attempts = 0\n")
+    r = procs.smsgw("serve", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "server.port" in r.stderr and "otp.max_attempts" in r.stderr
+
+
+def test_keys_generate_gives_a_usable_master_key(procs: Procs) -> None:
+    r = procs.smsgw("keys", "generate")
+    assert r.returncode == 0
+    procs.env["SMSGW_MASTER_KEY"] = r.stdout.strip()
+    assert procs.smsgw("tenant", "create", "acme").returncode == 0
