@@ -93,3 +93,16 @@ def test_unreadable_files(tmp_path: Path) -> None:
     bad.write_text("this is = = not toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load(bad, {})
+
+
+def test_docs_errors_md_is_current() -> None:
+    from gateway.docs_gen import errors_md
+
+    assert (Path(__file__).resolve().parents[2] / "docs/errors.md").read_text() == errors_md(), (
+        "run: python -m gateway.docs_gen"
+    )
+
+
+def test_example_config_is_valid() -> None:
+    s = load(Path(__file__).resolve().parents[2] / "examples/smsgw.toml", {})
+    assert [r.name for r in s.routes] == ["sim-default", "b-europe"]
