@@ -2,7 +2,7 @@
 
 Wire format (the sim-carrier's, and the shape most HTTP aggregators share):
 ``POST {url}`` ``{"from", "to", "text", "dlr_url", "ref"}`` → ``{"id"}``; receipts arrive as
-``{"id", "status": "delivered"|"failed"|"expired"|"enroute", "err"?}`` and are handed to
+``{"id", "status": "delivered"|"failed"|"expired"|"enroute", "err"?}`` (one, or an array) and are handed to
 :meth:`HttpCarrier.handle_receipt` by the gateway's receipt endpoint. ``ref`` is our message id: the
 carrier de-duplicates on it, so a resubmission after a crash reaches the phone once.
 """
@@ -88,14 +88,21 @@ class HttpCarrier:
             )
         return SubmitResult(SubmitOutcome.ACCEPTED, carrier_message_id=cmid, segments=segments)
 
-    async def handle_receipt(self, payload: dict[str, Any]) -> bool:
-        """Parse one posted receipt and pass it on; False when it is malformed."""
-        cmid, status = payload.get("id"), _STATUS.get(str(payload.get("status", "")))
-        if not isinstance(cmid, str) or status is None or self._on_receipt is None:
-            return False
-        err = payload.get("err")
-        await self._on_receipt(self.name, DeliveryReceipt(cmid, status, str(err) if err else None))
-        return True
+    async def handle_receipt(self, payload: Any) -> int:
+        """Parse posted receipts (one object or an array of them) and pass each on; returns how many
+        were well-formed."""
+        items = payload if isinstance(payload, list) else [payload]
+        ok = 0
+        for item in items:
+            if not isinstance(item, dict) or self._on_receipt is None:
+                continue
+            cmid, status = item.get("id"), _STATUS.get(str(item.get("status", "")))
+            if not isinstance(cmid, str) or status is None:
+                continue
+            err = item.get("err")
+            await self._on_receipt(self.name, DeliveryReceipt(cmid, status, str(err) if err else None))
+            ok += 1
+        return ok
 
     async def close(self) -> None:
         return None

@@ -13,7 +13,7 @@ def errors_md() -> str:
     lines = [
         "# Error codes",
         "",
-        "Every error answer has the shape `{\"error\": {\"code\", \"message\", ...details}}`. The code is",
+        'Every error answer has the shape `{"error": {"code", "message", ...details}}`. The code is',
         "stable and machine-readable; the message is for people and may change. Generated from",
         "`gateway/errors.py` by `python -m gateway.docs_gen`.",
         "",

@@ -18,6 +18,7 @@ class Number:
     e164: str
     country: str  # ISO 3166-1 alpha-2
     number_type: int
+    calling_code: int
 
 
 @lru_cache(maxsize=65536)
@@ -37,6 +38,7 @@ def _parse(text: str) -> Number | str:
         phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164),
         region,
         int(phonenumbers.number_type(num)),
+        num.country_code or 0,
     )
 
 

@@ -91,6 +91,8 @@ class SimHttp:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.receipts_sent = 0
+        self._receipts: dict[str, deque[tuple[float, dict[str, str]]]] = {}
+        self._flushers: set[str] = set()
         self.receipts_failed = 0
 
     def app(self) -> web.Application:
@@ -126,7 +128,7 @@ class SimHttp:
         dlr_url = body.get("dlr_url")
         if new and isinstance(dlr_url, str) and self.rng.random() < self.options.receipt_rate:
             status = "failed" if self.rng.random() < self.options.undeliverable_rate else "delivered"
-            self._spawn(self._send_receipt(dlr_url, mid, status))
+            self._queue_receipt(dlr_url, mid, status)
         return web.json_response({"id": mid})
 
     def _spawn(self, coro: Any) -> None:
@@ -134,23 +136,47 @@ class SimHttp:
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
-    async def _send_receipt(self, url: str, mid: str, status: str) -> None:
-        await asyncio.sleep(self.options.receipt_delay_ms / 1000)
+    def _queue_receipt(self, url: str, mid: str, status: str) -> None:
+        """Receipts are posted in batches (a JSON array), as HTTP aggregators do under load."""
         payload = {"id": mid, "status": status}
         if status == "failed":
             payload["err"] = "001"
+        due = time.monotonic() + self.options.receipt_delay_ms / 1000
+        self._receipts.setdefault(url, deque()).append((due, payload))
+        if url not in self._flushers:
+            self._flushers.add(url)
+            self._spawn(self._flush_receipts(url))
+
+    async def _flush_receipts(self, url: str) -> None:
+        queue = self._receipts[url]
+        try:
+            while queue:
+                wait = queue[0][0] - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                now = time.monotonic()
+                batch: list[dict[str, str]] = []
+                while queue and queue[0][0] <= now and len(batch) < 500:
+                    batch.append(queue.popleft()[1])
+                if batch:
+                    await self._post_receipts(url, batch)
+        finally:
+            self._flushers.discard(url)
+
+    async def _post_receipts(self, url: str, batch: list[dict[str, str]]) -> None:
         assert self._session is not None
         for attempt in range(5):
             try:
-                async with self._session.post(url, json=payload, timeout=aiohttp.ClientTimeout(total=5)) as r:
+                timeout = aiohttp.ClientTimeout(total=5)
+                async with self._session.post(url, json=batch, timeout=timeout) as r:
                     if r.status < 500:
-                        self.receipts_sent += 1
+                        self.receipts_sent += len(batch)
                         return
-            except (TimeoutError, aiohttp.ClientError):
+            except (aiohttp.ClientError, TimeoutError):
                 pass
             await asyncio.sleep(0.2 * 2**attempt)
-        self.receipts_failed += 1
-        log.warning("receipt could not be delivered", extra={"message_id": mid})
+        self.receipts_failed += len(batch)
+        log.warning("receipts could not be delivered", extra={"count": len(batch)})
 
     async def inbox_view(self, request: web.Request) -> web.Response:
         to = request.query.get("to", "")

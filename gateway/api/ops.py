@@ -69,6 +69,9 @@ async def carrier_receipt(request: web.Request) -> web.Response:
         payload = await request.json()
     except ValueError:
         raise ApiError("invalid_json") from None
-    if not isinstance(payload, dict) or not await handle(payload):
+    if not isinstance(payload, dict | list):
+        raise ApiError("invalid_request", "Post a receipt object or an array of them.")
+    accepted = await handle(payload)
+    if not accepted:
         raise ApiError("invalid_request", "A receipt needs 'id' and a known 'status'.")
-    return web.json_response({"ok": True})
+    return web.json_response({"accepted": accepted})

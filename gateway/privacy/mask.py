@@ -9,15 +9,18 @@ import phonenumbers
 _DIGIT_RUN = re.compile(r"\+?\d[\d \-().]{6,}\d")
 
 
-def mask_phone(e164: str) -> str:
+def mask_phone(e164: str, calling_code: int | None = None) -> str:
     """'+4915123456789' -> '+49*********89': country code and the last two digits, nothing more."""
     digits = e164.lstrip("+")
     if not digits.isdigit() or len(digits) < 6:
         return "+" + "*" * max(len(digits), 4)
-    try:
-        cc = str(phonenumbers.parse("+" + digits, None).country_code)
-    except phonenumbers.NumberParseException:
-        cc = digits[:1]
+    if calling_code is not None:
+        cc = str(calling_code)
+    else:
+        try:
+            cc = str(phonenumbers.parse("+" + digits, None).country_code)
+        except phonenumbers.NumberParseException:
+            cc = digits[:1]
     hidden = len(digits) - len(cc) - 2
     return f"+{cc}{'*' * max(hidden, 1)}{digits[-2:]}"
 

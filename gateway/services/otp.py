@@ -23,7 +23,7 @@ log = logging.getLogger("smsgw.otp")
 
 
 def generate_code(length: int) -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(length))
+    return f"{secrets.randbelow(10**length):0{length}d}"
 
 
 def render_otp(template: str, code: str, brand: str, minutes: int) -> str:
@@ -136,7 +136,7 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
     )
     await ctx.db.insert_otp(otp, msg)
     ctx.disp.notify(msg_id)
-    masked = mask_phone(num.e164)
+    masked = mask_phone(num.e164, num.calling_code)
     log.info(
         "otp accepted",
         extra={"otp_id": otp_id, "to": masked, "country": num.country, "tenant": who.tenant.id},

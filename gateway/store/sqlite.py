@@ -7,21 +7,34 @@ import os
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from gateway.privacy.crypto import Keyring, unwrap_data_key, wrap_data_key
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.records import MessageRecord, OtpRecord, Principal, Tenant
-from gateway.store.writer import GroupWriter, Statement, in_db_thread
+from gateway.store.writer import GroupWriter, Statement
 
 log = logging.getLogger("smsgw.store")
 
 _MSG_COLS = [f.name for f in fields(MessageRecord)]
 _OTP_COLS = [f.name for f in fields(OtpRecord) if f.name != "route"]
+
+
+T = TypeVar("T")
+
+
+async def in_db_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` as one job in aiosqlite's connection thread (migrations, key loading).
+
+    aiosqlite has no public call for this; ``_execute`` is how it runs every job, and the version
+    is pinned."""
+    result: T = await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
+    return result
 
 
 def _pragmas(db: sqlite3.Connection, synchronous: str) -> None:
@@ -51,28 +64,34 @@ def migrate(db: sqlite3.Connection) -> int:
 
 
 class SqliteStore:
+    """Three connections: hot-path point reads on the loop's thread (tens of microseconds each);
+    group-committed writes in the writer's thread (``writer.py``); reads that may touch many rows
+    (sweeps, exports, purges) on an aiosqlite connection in its own thread."""
+
     def __init__(self, path: str, master_key: bytes, *, synchronous: str = "FULL") -> None:
         self.path = path
         self._master = master_key
         self._sync = synchronous
         self.keyring = Keyring(master_key)
-        self._w: aiosqlite.Connection | None = None
-        self._r: aiosqlite.Connection | None = None
+        self._db: sqlite3.Connection | None = None
+        self._bg: aiosqlite.Connection | None = None
         self.writer: GroupWriter | None = None
 
     # ----------------------------------------------------------------- lifecycle
     async def open(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._w = await aiosqlite.connect(self.path, isolation_level=None)
-        await in_db_thread(self._w, _pragmas, self._w._conn, self._sync)
-        await in_db_thread(self._w, migrate, self._w._conn)
-        await in_db_thread(self._w, self._load_keyring, self._w._conn)
-        self._r = await aiosqlite.connect(self.path, isolation_level=None)
-        self._r.row_factory = sqlite3.Row
-        await self._r.execute("PRAGMA busy_timeout=5000")
-        await self._r.execute("PRAGMA query_only=ON")
-        self.writer = GroupWriter(self._w)
-        self.writer.start()
+        self._bg = await aiosqlite.connect(self.path, isolation_level=None)
+        await in_db_thread(self._bg, _pragmas, self._bg._conn, self._sync)
+        await in_db_thread(self._bg, migrate, self._bg._conn)
+        await in_db_thread(self._bg, self._load_keyring, self._bg._conn)
+        await self._bg.execute("PRAGMA query_only=ON")
+        self._bg.row_factory = sqlite3.Row
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        _pragmas(self._db, self._sync)
+        self._db.execute("PRAGMA query_only=ON")
+        wdb = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        _pragmas(wdb, self._sync)
+        self.writer = GroupWriter(wdb)
         try:
             os.chmod(self.path, 0o600)
         except OSError:
@@ -88,7 +107,6 @@ class SqliteStore:
                     "INSERT INTO keyring(key_id, wrapped, created_at) VALUES (1, ?, ?)",
                     (wrap_data_key(self._master, 1, dek), time.time()),
                 )
-                rows = [(1, wrap_data_key(self._master, 1, dek))]
                 self.keyring.add(1, dek)
             else:
                 for key_id, wrapped in rows:
@@ -100,34 +118,38 @@ class SqliteStore:
 
     async def close(self) -> None:
         if self.writer is not None:
-            await self.writer.stop()
-        for conn in (self._r, self._w):
-            if conn is not None:
-                await conn.close()
-        self._r = self._w = None
+            await self.writer.close()
+            self.writer._db.close()
+            self.writer = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._bg is not None:
+            await self._bg.close()
+            self._bg = None
 
     async def ping(self) -> bool:
         try:
             await self._read_one("SELECT 1", ())
             return True
-        except (sqlite3.Error, ValueError):
+        except (sqlite3.Error, AssertionError):
             return False
 
     # ----------------------------------------------------------------- helpers
     async def _write(self, statements: list[Statement], fetch: bool = False) -> tuple[int, list[sqlite3.Row]]:
-        assert self.writer is not None
+        assert self.writer is not None, "store is not open"
         res = await self.writer.run(statements, fetch)
         return res.rowcount, res.rows
 
     async def _read_one(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
-        assert self._r is not None
-        async with self._r.execute(sql, params) as cur:
-            row: sqlite3.Row | None = await cur.fetchone()
-            return row
+        assert self._db is not None, "store is not open"
+        row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
+        return row
 
     async def _read_all(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
-        assert self._r is not None
-        return list(await self._r.execute_fetchall(sql, params))
+        """Reads that may touch many rows: in aiosqlite's thread, off the loop."""
+        assert self._bg is not None, "store is not open"
+        return list(await self._bg.execute_fetchall(sql, params))
 
     @staticmethod
     def _insert(table: str, cols: list[str], obj: Any) -> Statement:

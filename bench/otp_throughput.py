@@ -1,0 +1,140 @@
+"""Full OTP path vs a bare aiohttp handler, same load, same run.
+
+Starts a sim-carrier, the gateway on its embedded default (SQLite, in-memory state) routed to it, and
+a bare aiohttp handler; drives each with wrk (50 connections, one thread, a fresh number per request)
+for a bounded time over loopback; prints requests/s, p50 and p99 for each and the ratio. Everything it
+starts it stops, by PID. Usage: python bench/otp_throughput.py [--seconds 10] [--connections 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+LUA = r"""
+math.randomseed(os.time()); local n = math.random(0, 50000000)
+local key = os.getenv("KEY")
+request = function()
+  n = n + 1
+  local num = string.format("+49151%08d", (n * 7919 + math.random(0, 6)) %% 100000000)
+  return wrk.format("POST", "/v1/otp", {["Content-Type"] = "application/json",
+                    ["Authorization"] = "Bearer " .. key}, '{"to": "' .. num .. '"}')
+end
+"""
+
+# A thread-local counter makes each request's number fresh; wrk's 1 thread keeps them unique.
+LUA = LUA.replace("%%", "%")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, seconds: float = 20) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    def ms(text: str) -> float:
+        v, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+        return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+            "socket_errors": 1.0 if errors else 0.0}
+
+
+def run_wrk(port: int, key: str, seconds: int, connections: int, lua: Path) -> dict[str, float]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua),
+           f"http://127.0.0.1:{port}/v1/otp"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
+                         env={**os.environ, "KEY": key}).stdout
+    return parse_wrk(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=50)
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench needs wrk (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="smsgw-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    env = {**os.environ, "SMSGW_DB": str(work / "smsgw.db"),
+           "SMSGW_MASTER_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "SMSGW_LOG_LEVEL": "warning"}
+    env.pop("REDIS_URL", None)
+
+    def start(*cmd: str, port: int) -> None:
+        log = open(work / f"{port}.log", "wb")  # noqa: SIM115
+        procs.append(subprocess.Popen(list(cmd), env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT))
+        wait_port(port)
+
+    try:
+        sim_port, gw_port, bare_port = free_port(), free_port(), free_port()
+        start(PY, "-m", "gateway", "sim-carrier", "--http-port", str(sim_port), "--smpp-port", "0",
+              "--receipt-rate", "1", port=sim_port)
+        (work / "smsgw.toml").write_text(
+            f'[server]\nport = {gw_port}\nlog_level = "warning"\n[otp]\nmax_per_number_per_hour = 1000\n'
+            f'[[carriers]]\nname = "sim"\ntype = "http"\nurl = "http://127.0.0.1:{sim_port}/messages"\n'
+            f'[[routes]]\nname = "sim-default"\ncarrier = "sim"\n')
+        start(PY, "-m", "gateway", "serve", "--config", str(work / "smsgw.toml"), port=gw_port)
+        start(PY, str(ROOT / "bench" / "bare_handler.py"), str(bare_port), port=bare_port)
+        r = subprocess.run([PY, "-m", "gateway", "tenant", "create", "bench", "--countries", "ALL"],
+                           env=env, cwd=work, capture_output=True, text=True, check=True)
+        key = json.loads(r.stdout)["api_key"]
+        lua = work / "otp.lua"
+        lua.write_text(LUA)
+        run_wrk(gw_port, key, 2, args.connections, lua)  # warm-up (pattern cache, sqlite pages)
+        full = run_wrk(gw_port, key, args.seconds, args.connections, lua)
+        bare = run_wrk(bare_port, key, args.seconds, args.connections, lua)
+        time.sleep(1.0)
+        with urllib.request.urlopen(f"http://127.0.0.1:{sim_port}/stats") as resp:
+            sim_stats = json.loads(resp.read())
+        print(f"{'case':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
+        for name, res in (("bare aiohttp handler", bare), ("full OTP path (embedded)", full)):
+            print(f"{name:<28}{res['rps']:>10.0f}{res['p50']:>10.2f}{res['p99']:>10.2f}{res['non2xx']:>10.0f}")
+        ratio = full["rps"] / bare["rps"]
+        print(f"carrier inbox after the run: {sim_stats['received']} messages")
+        print(f"ratio full/bare: {ratio:.2f} (target >= 0.30) -> {'PASS' if ratio >= 0.30 else 'BELOW TARGET'}")
+        return 0
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
