@@ -103,7 +103,7 @@ def main() -> int:
               "--receipt-rate", "1", port=sim_port)
         (work / "smsgw.toml").write_text(
             f'[server]\nport = {gw_port}\nlog_level = "warning"\n[otp]\nmax_per_number_per_hour = 1000\n'
-            f'[[carriers]]\nname = "sim"\ntype = "http"\nurl = "http://127.0.0.1:{sim_port}/messages"\n'
+            f'[[carriers]]\nname = "sim"\ntype = "http"\nurl = "http://127.0.0.1:{sim_port}/messages"\nbatch_max = 100\n'
             f'[[routes]]\nname = "sim-default"\ncarrier = "sim"\n')
         start(PY, "-m", "gateway", "serve", "--config", str(work / "smsgw.toml"), port=gw_port)
         start(PY, str(ROOT / "bench" / "bare_handler.py"), str(bare_port), port=bare_port)

@@ -115,7 +115,9 @@ def create_app(
         carriers: dict[str, Carrier] = {}
         for c in settings.carriers:
             if c.type == "http":
-                carriers[c.name] = HttpCarrier(c.name, c.url, session, timeout=c.timeout_seconds)
+                carriers[c.name] = HttpCarrier(
+                    c.name, c.url, session, timeout=c.timeout_seconds, batch_max=c.batch_max
+                )
             else:
                 raise ValueError(f"carrier {c.name}: type {c.type!r} is not available in this build")
         ctx.table = CarrierRoutes(routes_from(settings), carriers)

@@ -89,6 +89,7 @@ class CarrierSettings:
     window: int = 10
     tps: float = 0.0  # 0 = unlimited
     timeout_seconds: float = 10.0
+    batch_max: int = 1  # http: messages per request (bulk submission) when > 1
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class Settings:
         return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
 
 
-SIM_CARRIER = CarrierSettings(name="sim", type="http", url="http://127.0.0.1:8025/messages")
+SIM_CARRIER = CarrierSettings(name="sim", type="http", url="http://127.0.0.1:8025/messages", batch_max=100)
 SIM_ROUTE = RouteSettings(name="sim-default", carrier="sim")
 
 _ENV = {
@@ -148,6 +149,7 @@ _CHECKS: dict[str, Any] = {
     "carriers.type": lambda v: v in ("http", "smpp") or "must be http or smpp",
     "carriers.binds": lambda v: 1 <= v <= 64 or "must be between 1 and 64",
     "carriers.window": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
+    "carriers.batch_max": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
     "routes.brand_class": lambda v: (
         v in ("international", "local", "any") or "must be international|local|any"
     ),

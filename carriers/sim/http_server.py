@@ -111,25 +111,36 @@ class SimHttp:
         await self._session.close()
 
     async def submit(self, request: web.Request) -> web.Response:
+        """One message object, or an array of them (bulk): answers ``{"id"}`` or an array in order."""
         try:
             body = await request.json()
         except ValueError:
             return web.json_response({"error": "invalid json"}, status=400)
+        if self.options.latency_ms:
+            await asyncio.sleep(self.options.latency_ms / 1000)
+        if isinstance(body, list):
+            if not body or len(body) > 1000:
+                return web.json_response({"error": "a bulk request holds 1 to 1000 messages"}, status=400)
+            if self.options.failure_rate and self.rng.random() < self.options.failure_rate:
+                return web.json_response({"error": "simulated failure"}, status=503)
+            return web.json_response([self._accept(item) for item in body])
+        if self.options.failure_rate and self.rng.random() < self.options.failure_rate:
+            return web.json_response({"error": "simulated failure"}, status=503)
+        answer = self._accept(body)
+        return web.json_response(answer, status=int(answer.get("status", 200)))
+
+    def _accept(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict) or not all(
             isinstance(body.get(k), str) for k in ("from", "to", "text")
         ):
-            return web.json_response({"error": "from, to and text are required strings"}, status=400)
-        if self.options.latency_ms:
-            await asyncio.sleep(self.options.latency_ms / 1000)
-        if self.options.failure_rate and self.rng.random() < self.options.failure_rate:
-            return web.json_response({"error": "simulated failure"}, status=503)
+            return {"error": "from, to and text are required strings", "status": 400}
         ref = body.get("ref") if isinstance(body.get("ref"), str) else None
         mid, new = self.inbox.add(body["from"], body["to"], body["text"], ref)
         dlr_url = body.get("dlr_url")
         if new and isinstance(dlr_url, str) and self.rng.random() < self.options.receipt_rate:
             status = "failed" if self.rng.random() < self.options.undeliverable_rate else "delivered"
             self._queue_receipt(dlr_url, mid, status)
-        return web.json_response({"id": mid})
+        return {"id": mid}
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.create_task(coro)
