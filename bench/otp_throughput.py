@@ -66,15 +66,29 @@ def parse_wrk(out: str) -> dict[str, float]:
     p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
-    return {"rps": rps, "p50": p50, "p99": p99, "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
-            "socket_errors": 1.0 if errors else 0.0}
+    return {
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "socket_errors": 1.0 if errors else 0.0,
+    }
 
 
 def run_wrk(port: int, key: str, seconds: int, connections: int, lua: Path) -> dict[str, float]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua),
-           f"http://127.0.0.1:{port}/v1/otp"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
-                         env={**os.environ, "KEY": key}).stdout
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(lua),
+        f"http://127.0.0.1:{port}/v1/otp",
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=seconds + 60, env={**os.environ, "KEY": key}
+    ).stdout
     return parse_wrk(out)
 
 
@@ -88,8 +102,12 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="smsgw-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
-    env = {**os.environ, "SMSGW_DB": str(work / "smsgw.db"),
-           "SMSGW_MASTER_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "SMSGW_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "SMSGW_DB": str(work / "smsgw.db"),
+        "SMSGW_MASTER_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        "SMSGW_LOG_LEVEL": "warning",
+    }
     env.pop("REDIS_URL", None)
 
     def start(*cmd: str, port: int) -> None:
@@ -99,16 +117,35 @@ def main() -> int:
 
     try:
         sim_port, gw_port, bare_port = free_port(), free_port(), free_port()
-        start(PY, "-m", "gateway", "sim-carrier", "--http-port", str(sim_port), "--smpp-port", "0",
-              "--receipt-rate", "1", port=sim_port)
+        start(
+            PY,
+            "-m",
+            "gateway",
+            "sim-carrier",
+            "--http-port",
+            str(sim_port),
+            "--smpp-port",
+            "0",
+            "--receipt-rate",
+            "1",
+            port=sim_port,
+        )
         (work / "smsgw.toml").write_text(
             f'[server]\nport = {gw_port}\nlog_level = "warning"\n[otp]\nmax_per_number_per_hour = 1000\n'
-            f'[[carriers]]\nname = "sim"\ntype = "http"\nurl = "http://127.0.0.1:{sim_port}/messages"\nbatch_max = 100\n'
-            f'[[routes]]\nname = "sim-default"\ncarrier = "sim"\n')
+            f'[[carriers]]\nname = "sim"\ntype = "http"\nbatch_max = 100\n'
+            f'url = "http://127.0.0.1:{sim_port}/messages"\n'
+            f'[[routes]]\nname = "sim-default"\ncarrier = "sim"\n'
+        )
         start(PY, "-m", "gateway", "serve", "--config", str(work / "smsgw.toml"), port=gw_port)
         start(PY, str(ROOT / "bench" / "bare_handler.py"), str(bare_port), port=bare_port)
-        r = subprocess.run([PY, "-m", "gateway", "tenant", "create", "bench", "--countries", "ALL"],
-                           env=env, cwd=work, capture_output=True, text=True, check=True)
+        r = subprocess.run(
+            [PY, "-m", "gateway", "tenant", "create", "bench", "--countries", "ALL"],
+            env=env,
+            cwd=work,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         key = json.loads(r.stdout)["api_key"]
         lua = work / "otp.lua"
         lua.write_text(LUA)
@@ -120,10 +157,14 @@ def main() -> int:
             sim_stats = json.loads(resp.read())
         print(f"{'case':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
         for name, res in (("bare aiohttp handler", bare), ("full OTP path (embedded)", full)):
-            print(f"{name:<28}{res['rps']:>10.0f}{res['p50']:>10.2f}{res['p99']:>10.2f}{res['non2xx']:>10.0f}")
+            print(
+                f"{name:<28}{res['rps']:>10.0f}{res['p50']:>10.2f}{res['p99']:>10.2f}{res['non2xx']:>10.0f}"
+            )
         ratio = full["rps"] / bare["rps"]
         print(f"carrier inbox after the run: {sim_stats['received']} messages")
-        print(f"ratio full/bare: {ratio:.2f} (target >= 0.30) -> {'PASS' if ratio >= 0.30 else 'BELOW TARGET'}")
+        print(
+            f"ratio full/bare: {ratio:.2f} (target >= 0.30) -> {'PASS' if ratio >= 0.30 else 'BELOW TARGET'}"
+        )
         return 0
     finally:
         for p in procs:

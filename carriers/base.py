@@ -40,6 +40,8 @@ class SubmitResult:
     segments: int = 1
     error_code: str | None = None
     reason: str = ""
+    maybe_accepted: bool = False  # the answer was lost (timeout, connection dropped after sending):
+    # the carrier may hold the message, so it is never resubmitted to this route
 
 
 class ReceiptStatus(enum.Enum):

@@ -119,7 +119,12 @@ class HttpCarrier:
                 data = await resp.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, ValueError) as e:
             self._mark(False)
-            return SubmitResult(SubmitOutcome.TEMPORARY, error_code="http_transport", reason=type(e).__name__)
+            return SubmitResult(
+                SubmitOutcome.TEMPORARY,
+                error_code="http_transport",
+                reason=type(e).__name__,
+                maybe_accepted=not isinstance(e, aiohttp.ClientConnectorError),
+            )
         self._mark(True)
         return self._accepted(data)
 
@@ -162,10 +167,13 @@ class HttpCarrier:
                     results = [self._accepted(d) for d in data]
         except (TimeoutError, aiohttp.ClientError, ValueError) as e:
             self._mark(False)
-            results = [
-                SubmitResult(SubmitOutcome.TEMPORARY, error_code="http_transport", reason=type(e).__name__)
-            ]
-            results *= len(batch)
+            lost = SubmitResult(
+                SubmitOutcome.TEMPORARY,
+                error_code="http_transport",
+                reason=type(e).__name__,
+                maybe_accepted=not isinstance(e, aiohttp.ClientConnectorError),
+            )
+            results = [lost] * len(batch)
         for (_, fut), res in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(res)

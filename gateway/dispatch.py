@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from carriers.base import Carrier, DeliveryReceipt, ReceiptStatus, Submission, SubmitOutcome
-from carriers.routing import Route, choose
+from carriers.routing import Route, RouteChoice, choose
 from gateway.config import DispatchSettings
 from gateway.privacy.crypto import CryptoError
 from gateway.store.base import Store
@@ -51,6 +51,18 @@ def transition(state: str, event: str) -> str:
 
 
 Renderer = Callable[[MessageRecord], str]
+
+
+def parse_tried(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """``"a,b!"`` → routes tried this round {a, b}; routes that may hold the message {b}."""
+    names = [t for t in text.split(",") if t]
+    return frozenset(t.rstrip("!") for t in names), frozenset(t[:-1] for t in names if t.endswith("!"))
+
+
+def format_tried(tried: frozenset[str], unsafe: frozenset[str]) -> str:
+    return ",".join(sorted(t + ("!" if t in unsafe else "") for t in tried | unsafe))
+
+
 SentHook = Callable[[MessageRecord, str], None]
 
 
@@ -195,21 +207,13 @@ class Dispatcher:
             log.error("message cannot be decrypted", extra={"message_id": rec.id})
             await self._final(rec, "failed", "decrypt_failed", "stored message cannot be decrypted")
             return
-        tried = frozenset(t for t in rec.tried_routes.split(",") if t)
-        choice = choose(
-            self.table.routes,
-            country=rec.country,
-            e164=to,
-            brand_class="any",
-            sender=rec.sender,
-            is_up=self.table.is_up,
-            exclude=tried,
-        )
+        tried, unsafe = parse_tried(rec.tried_routes)
+        choice = self._choose(rec, to, tried)
         if choice is None:
-            if rec.attempts < self.settings.max_attempts and not tried:
-                await self._retry(rec, tried, "no_route", "no route is up for this destination")
-            else:
-                await self._final(rec, "failed", "no_route", "no eligible route left (all down or tried)")
+            # no eligible route is up now: try again after a backoff (until attempts or the OTP run out)
+            await self._retry(
+                rec, tried, unsafe, "no_route", "no route is up for this destination", round_over=True
+            )
             return
         route = choice.route
         carrier = self.table.carriers[route.carrier]
@@ -245,43 +249,70 @@ class Dispatcher:
                 "error_code": result.error_code,
             },
         )
+        code = result.error_code or result.outcome.value
         if result.outcome is SubmitOutcome.PERMANENT:
             await self._final(
                 rec,
                 "failed",
-                result.error_code or "rejected",
+                code,
                 result.reason or "refused by carrier",
                 route=route.name,
                 route_reason=choice.reason,
             )
-        elif result.outcome is SubmitOutcome.THROTTLED:
-            await self._retry(rec, tried, result.error_code or "throttled", "carrier throttled; retrying")
-        else:
-            await self._retry(
-                rec,
-                tried | {route.name},
-                result.error_code or "temporary",
-                result.reason or "temporary carrier failure",
-            )
+            return
+        # fail over: the next eligible route right away; when none is left, a new round after a backoff.
+        # A route that may have taken the message (the answer was lost) is never used again for it.
+        tried = tried | {route.name}
+        if result.maybe_accepted:
+            unsafe = unsafe | {route.name}
+        reason = f"{route.name}: {result.reason or result.outcome.value}"
+        round_over = self._choose(rec, to, tried) is None
+        await self._retry(rec, tried, unsafe, code, reason, round_over=round_over)
 
-    async def _retry(self, rec: MessageRecord, tried: frozenset[str], code: str, reason: str) -> None:
+    def _choose(self, rec: MessageRecord, to: str, exclude: frozenset[str]) -> RouteChoice | None:
+        return choose(
+            self.table.routes,
+            country=rec.country,
+            e164=to,
+            brand_class="any",
+            sender=rec.sender,
+            is_up=self.table.is_up,
+            exclude=exclude,
+        )
+
+    async def _retry(
+        self,
+        rec: MessageRecord,
+        tried: frozenset[str],
+        unsafe: frozenset[str],
+        code: str,
+        reason: str,
+        *,
+        round_over: bool,
+    ) -> None:
         now = self.clock()
         if rec.attempts >= self.settings.max_attempts:
-            await self._final(rec, "failed", code, f"gave up after {rec.attempts} attempts: {reason}")
+            await self._final(rec, "failed", code, f"gave up after {rec.attempts} attempts; last: {reason}")
             return
-        delay = self.settings.retry_backoff_seconds * (2 ** max(rec.attempts - 1, 0))
-        not_before = now + min(delay, 300.0)
+        if round_over:
+            delay = self.settings.retry_backoff_seconds * (2 ** max(rec.attempts - 1, 0))
+            not_before = now + min(delay, 300.0)
+            tried = unsafe  # a new round: every route is eligible again but those that may hold it
+        else:
+            not_before = now
         if rec.expires_at is not None and not_before >= rec.expires_at:
             await self._final(rec, "expired", code, f"{reason}; the OTP would expire before the next try")
             return
         await self.store.mark_retry(
             rec.id,
             not_before=not_before,
-            tried_routes=",".join(sorted(tried)),
+            tried_routes=format_tried(tried, unsafe),
             error_code=code,
             error_reason=reason,
             now=now,
         )
+        if not round_over:
+            self.notify(rec.id)
 
     async def _final(
         self,

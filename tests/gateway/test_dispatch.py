@@ -1,0 +1,101 @@
+"""Dispatch against a real sim-carrier: retries, final failures with reasons, OTP expiry, receipts."""
+
+from __future__ import annotations
+
+from tests.gateway.harness import Gw
+
+NUM = "+4915123456789"
+
+
+async def test_carrier_failure_retries_with_backoff_then_fails_with_the_carrier_error(gw: Gw) -> None:
+    key = await gw.tenant()
+    gw.sim.http.options.failure_rate = 1.0  # every submission answered 503
+    st, body, _ = await gw.call(
+        "POST", "/v1/messages", key, {"to": NUM, "sender_id": "ACME", "body": "Hello"}
+    )
+    assert st == 202
+    await gw.ctx.disp.drain()
+    rec = await gw.ctx.db.get_message(None, body["id"])
+    assert rec is not None and rec.status == "queued" and rec.error_code == "http_503"
+    assert rec.not_before > gw.clock()  # waiting for its backoff, not spinning
+    gw.ctx.routes.carriers["sim"]._down_until = 0.0  # type: ignore[attr-defined]
+    for _ in range(6):
+        gw.clock.advance(120)
+        gw.ctx.routes.carriers["sim"]._down_until = 0.0  # type: ignore[attr-defined]
+        await gw.ctx.disp.sweep_once()
+        await gw.ctx.disp.drain()
+    st, msg, _ = await gw.call("GET", f"/v1/messages/{body['id']}", key)
+    assert msg["status"] == "failed" and msg["error_code"] == "http_503"
+    assert msg["error_reason"].startswith("gave up after 5 attempts")
+    assert gw.sim.inbox.received == 0
+
+
+async def test_message_goes_through_when_the_carrier_recovers(gw: Gw) -> None:
+    key = await gw.tenant()
+    gw.sim.http.options.failure_rate = 1.0
+    _st, body, _ = await gw.call(
+        "POST", "/v1/messages", key, {"to": NUM, "sender_id": "ACME", "body": "Hello"}
+    )
+    await gw.ctx.disp.drain()
+    gw.sim.http.options.failure_rate = 0.0
+    gw.clock.advance(10)
+    gw.ctx.routes.carriers["sim"]._down_until = 0.0  # type: ignore[attr-defined]
+    await gw.ctx.disp.sweep_once()
+    await gw.settle()
+    _, msg, _ = await gw.call("GET", f"/v1/messages/{body['id']}", key)
+    assert msg["status"] == "delivered" and msg["attempts"] == 2
+    assert gw.sim.texts(NUM) == ["Hello"]
+
+
+async def test_otp_that_cannot_leave_before_expiry_fails_fast(gw: Gw) -> None:
+    key = await gw.tenant()
+    gw.ctx.routes.carriers["sim"]._down_until = 1e12  # type: ignore[attr-defined]  # the only route is down
+    st, err, _ = await gw.call("POST", "/v1/otp", key, {"to": NUM})
+    assert st == 503 and err["error"]["code"] == "no_route"
+    gw.ctx.routes.carriers["sim"]._down_until = 0.0  # type: ignore[attr-defined]
+    gw.sim.http.options.failure_rate = 1.0
+    st, body, _ = await gw.call("POST", "/v1/otp", key, {"to": NUM})
+    assert st == 202
+    await gw.ctx.disp.drain()  # refused once, waiting for its backoff
+    gw.sim.http.options.failure_rate = 0.0
+    gw.clock.advance(400)  # by the time it could go again, the OTP has expired
+    gw.ctx.routes.carriers["sim"]._down_until = 0.0  # type: ignore[attr-defined]
+    await gw.ctx.disp.sweep_once()
+    await gw.ctx.disp.drain()
+    st, msg, _ = await gw.call("GET", f"/v1/messages/{body['message_id']}", key)
+    assert msg["status"] == "expired" and msg["error_code"] == "otp_expired"
+    assert gw.sim.inbox.received == 0
+
+
+async def test_transactional_message_body_sealed_and_delivered(gw: Gw) -> None:
+    key = await gw.tenant()
+    st, body, _ = await gw.call(
+        "POST", "/v1/messages", key, {"to": NUM, "sender_id": "ACME", "body": "Your parcel is on its way"}
+    )
+    assert st == 202 and body["status"] == "queued"
+    await gw.settle()
+    assert gw.sim.texts(NUM) == ["Your parcel is on its way"]
+    assert gw.sim.inbox.by_to[NUM][0].sender == "ACME"
+    st, msg, _ = await gw.call("GET", f"/v1/messages/{body['id']}", key)
+    assert msg["status"] == "delivered"
+
+
+async def test_receipt_endpoint_needs_the_token_and_valid_receipts(gw: Gw) -> None:
+    resp = await gw.client.post(
+        "/v1/carriers/sim/receipts?token=wrong", json={"id": "x", "status": "delivered"}
+    )
+    assert resp.status == 401
+    token = gw.ctx.extras["receipt_token"]
+    resp = await gw.client.post(
+        f"/v1/carriers/sim/receipts?token={token}", json={"id": "x", "status": "bogus"}
+    )
+    assert resp.status == 400
+    resp = await gw.client.post(
+        f"/v1/carriers/nope/receipts?token={token}", json={"id": "x", "status": "delivered"}
+    )
+    assert resp.status == 404
+    # a well-formed receipt for an id nobody knows is accepted and then dropped (logged), not an error
+    resp = await gw.client.post(
+        f"/v1/carriers/sim/receipts?token={token}", json=[{"id": "sim-404", "status": "delivered"}]
+    )
+    assert resp.status == 200 and (await resp.json())["accepted"] == 1
