@@ -35,8 +35,9 @@ from gateway.middleware import edge
 from gateway.privacy.crypto import decode_master_key, new_master_key
 from gateway.services.otp import render_message
 from gateway.state import FallbackState, MemoryState, RedisState, redis_client
+from gateway.store import SqliteStore
 from gateway.store.records import MessageRecord
-from gateway.store.sqlite import SqliteStore
+from gateway.store.router import Stores
 from metrics.instruments import create_instruments
 
 log = logging.getLogger("smsgw.app")
@@ -58,6 +59,18 @@ def master_key(settings: Settings) -> bytes:
             extra={"key_file": str(path)},
         )
     return decode_master_key(path.read_text())
+
+
+def open_stores(settings: Settings) -> Stores:
+    """The control store at ``db_path`` and one store per residency region (not opened yet)."""
+    key = master_key(settings)
+    r = settings.residency
+    return Stores(
+        control=SqliteStore(settings.db_path, key),
+        regions={name: SqliteStore(path, key) for name, path in r.regions.items()},
+        country_region=dict(r.countries),
+        copy_to_control=frozenset(r.copy_to_control),
+    )
 
 
 def routes_from(settings: Settings) -> list[Route]:
@@ -92,12 +105,12 @@ def create_app(
         app.router.add_route(e.method, e.path, e.handler)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = SqliteStore(settings.db_path, master_key(settings))
-        await store.open()
-        ctx.store = store
-        ctx.extras["receipt_token"] = store.keyring.lookup("carrier-receipts").hex()[:32]
+        stores = open_stores(settings)
+        await stores.open()
+        ctx.stores = stores
+        ctx.extras["receipt_token"] = stores.control.keyring.lookup("carrier-receipts").hex()[:32]
         yield
-        await store.close()
+        await stores.close()
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         if settings.redis_url:
@@ -137,7 +150,7 @@ def create_app(
                 ctx.instruments.otp_sent.labels(rec.tenant_id, rec.country, route).inc()
 
         dispatcher = Dispatcher(
-            ctx.db,
+            ctx.regions,
             ctx.routes,
             settings.dispatch,
             ctx.instruments,

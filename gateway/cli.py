@@ -66,7 +66,7 @@ async def _tenant_create(
 ) -> dict[str, str]:
     from gateway.app import master_key
     from gateway.auth import create_tenant
-    from gateway.store.sqlite import SqliteStore
+    from gateway.store import SqliteStore
 
     store = SqliteStore(settings.db_path, master_key(settings))
     await store.open()

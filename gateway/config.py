@@ -12,6 +12,7 @@ Without a file, the gateway routes all traffic to a ``sim-carrier`` on its defau
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -105,6 +106,13 @@ class RouteSettings:
 
 
 @dataclass(frozen=True)
+class ResidencySettings:
+    regions: dict[str, str] = field(default_factory=dict)  # region name -> SQLite path
+    countries: dict[str, str] = field(default_factory=dict)  # ISO country -> region name
+    copy_to_control: list[str] = field(default_factory=list)  # countries recorded locally first, then copied
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     db_path: str = "./smsgw.db"
@@ -115,6 +123,7 @@ class Settings:
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     carriers: list[CarrierSettings] = field(default_factory=list)
     routes: list[RouteSettings] = field(default_factory=list)
+    residency: ResidencySettings = field(default_factory=ResidencySettings)
     source: str = "defaults"
 
     @property
@@ -210,8 +219,6 @@ def _convert(cls: type[Any], raw: Mapping[str, Any], path: str, problems: list[s
 
 
 def _generic_path(path: str) -> str:
-    import re
-
     return re.sub(r"\[\d+\]", "", path)
 
 
@@ -230,6 +237,17 @@ def _cross_checks(s: Settings, problems: list[str]) -> None:
     for i, r in enumerate(s.routes):
         if r.carrier not in carrier_names:
             problems.append(f"routes[{i}].carrier: no carrier named {r.carrier!r}")
+    for region in s.residency.regions:
+        if not re.fullmatch(r"[a-z0-9]{1,12}", region):
+            problems.append(f"residency.regions.{region}: region names are 1-12 lowercase letters or digits")
+    for country, region in s.residency.countries.items():
+        if region not in s.residency.regions:
+            problems.append(f"residency.countries.{country}: no region named {region!r} in residency.regions")
+        if len(country) != 2 or not country.isupper():
+            problems.append(f"residency.countries.{country}: use ISO 3166-1 alpha-2 codes, e.g. RU")
+    for country in s.residency.copy_to_control:
+        if country not in s.residency.countries:
+            problems.append(f"residency.copy_to_control: {country} is not mapped to a region")
     if s.otp.default_locale not in s.otp.templates:
         problems.append(f"otp.default_locale: no template for {s.otp.default_locale!r}")
     for loc, text in s.otp.templates.items():

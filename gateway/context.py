@@ -11,7 +11,8 @@ from aiohttp import web
 from gateway.config import Settings
 from gateway.dispatch import CarrierRoutes, Dispatcher
 from gateway.state.base import StateBackend
-from gateway.store.base import Store
+from gateway.store import SqliteStore
+from gateway.store.router import Stores
 from metrics.instruments import Instruments
 
 
@@ -20,7 +21,7 @@ class Context:
     settings: Settings
     instruments: Instruments
     clock: Callable[[], float] = time.time
-    store: Store | None = None
+    stores: Stores | None = None
     state: StateBackend | None = None
     table: CarrierRoutes | None = None
     dispatcher: Dispatcher | None = None
@@ -29,9 +30,15 @@ class Context:
 
     # typed accessors: valid once the app has started
     @property
-    def db(self) -> Store:
-        assert self.store is not None
-        return self.store
+    def db(self) -> SqliteStore:
+        """The control store: tenants, keys, registrations, audit, and unmapped countries' records."""
+        assert self.stores is not None
+        return self.stores.control
+
+    @property
+    def regions(self) -> Stores:
+        assert self.stores is not None
+        return self.stores
 
     @property
     def st(self) -> StateBackend:

@@ -25,8 +25,9 @@ from carriers.base import Carrier, DeliveryReceipt, ReceiptStatus, Submission, S
 from carriers.routing import Route, RouteChoice, choose
 from gateway.config import DispatchSettings
 from gateway.privacy.crypto import CryptoError
-from gateway.store.base import Store
+from gateway.store import SqliteStore
 from gateway.store.records import MessageRecord
+from gateway.store.router import Stores
 from metrics.instruments import Instruments
 
 log = logging.getLogger("smsgw.dispatch")
@@ -82,7 +83,7 @@ class CarrierRoutes:
 class Dispatcher:
     def __init__(
         self,
-        store: Store,
+        stores: Stores,
         table: CarrierRoutes,
         settings: DispatchSettings,
         instruments: Instruments,
@@ -93,7 +94,7 @@ class Dispatcher:
         on_sent: SentHook | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.store = store
+        self.stores = stores
         self.table = table
         self.settings = settings
         self.m = instruments
@@ -120,10 +121,13 @@ class Dispatcher:
 
     async def sweep_once(self) -> int:
         """Queue every message that is due (crash recovery, retries, expired leases)."""
-        due = await self.store.due_messages(self.clock(), 1000)
-        for mid in due:
-            self.notify(mid)
-        return len(due)
+        found = 0
+        for _, store in self.stores.all():
+            due = await store.due_messages(self.clock(), 1000)
+            for mid in due:
+                self.notify(mid)
+            found += len(due)
+        return found
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -184,11 +188,15 @@ class Dispatcher:
     # ------------------------------------------------------------------ one message
     async def process(self, message_id: str) -> None:
         now = self.clock()
-        rec = await self.store.claim(message_id, self.worker_id, now, self.settings.claim_lease_seconds)
+        store = self.stores.for_id(message_id)
+        if store is None:
+            log.error("message id names an unknown region", extra={"message_id": message_id})
+            return
+        rec = await store.claim(message_id, self.worker_id, now, self.settings.claim_lease_seconds)
         if rec is None:
             return  # someone else has it, or it is no longer queued
         if rec.not_before > now + 0.001:
-            await self.store.mark_retry(
+            await store.mark_retry(
                 message_id,
                 not_before=rec.not_before,
                 tried_routes=rec.tried_routes,
@@ -202,7 +210,7 @@ class Dispatcher:
             return
         try:
             text = self.render(rec)
-            to = self.store.keyring.open(rec.phone_enc, "phone").decode()
+            to = store.keyring.open(rec.phone_enc, "phone").decode()
         except CryptoError:
             log.error("message cannot be decrypted", extra={"message_id": rec.id})
             await self._final(rec, "failed", "decrypt_failed", "stored message cannot be decrypted")
@@ -224,7 +232,7 @@ class Dispatcher:
         self.m.submit_latency.labels(route.name).observe(time.perf_counter() - t0)
         now = self.clock()
         if result.outcome is SubmitOutcome.ACCEPTED and result.carrier_message_id:
-            await self.store.mark_submitted(
+            await store.mark_submitted(
                 rec.id,
                 route=route.name,
                 route_reason=choice.reason,
@@ -269,6 +277,11 @@ class Dispatcher:
         round_over = self._choose(rec, to, tried) is None
         await self._retry(rec, tried, unsafe, code, reason, round_over=round_over)
 
+    def _store(self, rec: MessageRecord) -> SqliteStore:
+        store = self.stores.for_id(rec.id)
+        assert store is not None
+        return store
+
     def _choose(self, rec: MessageRecord, to: str, exclude: frozenset[str]) -> RouteChoice | None:
         return choose(
             self.table.routes,
@@ -303,7 +316,7 @@ class Dispatcher:
         if rec.expires_at is not None and not_before >= rec.expires_at:
             await self._final(rec, "expired", code, f"{reason}; the OTP would expire before the next try")
             return
-        await self.store.mark_retry(
+        await self._store(rec).mark_retry(
             rec.id,
             not_before=not_before,
             tried_routes=format_tried(tried, unsafe),
@@ -324,7 +337,7 @@ class Dispatcher:
         route: str | None = None,
         route_reason: str | None = None,
     ) -> None:
-        await self.store.mark_final(
+        await self._store(rec).mark_final(
             rec.id,
             status=status,
             error_code=code,
@@ -340,9 +353,13 @@ class Dispatcher:
         if receipt.status is ReceiptStatus.ENROUTE:
             return
         status = receipt.status.value
-        rec = await self.store.apply_receipt(
-            carrier, receipt.carrier_message_id, status, receipt.error_code, self.clock()
-        )
+        rec = None
+        for _, store in self.stores.all():
+            rec = await store.apply_receipt(
+                carrier, receipt.carrier_message_id, status, receipt.error_code, self.clock()
+            )
+            if rec is not None:
+                break
         if rec is None:
             # it may have raced ahead of our own bookkeeping: keep it briefly
             if len(self._early_receipts) < 100_000:

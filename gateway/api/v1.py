@@ -80,11 +80,12 @@ async def get_otp(request: web.Request) -> web.Response:
     if not who.scopes & {"send", "verify", "admin"}:
         require(who, "send")
     ctx = request.app[CTX]
-    otp = await ctx.db.get_otp(who.tenant.id, request.match_info["id"])
-    if otp is None:
+    store = ctx.regions.for_id(request.match_info["id"])
+    otp = None if store is None else await store.get_otp(who.tenant.id, request.match_info["id"])
+    if store is None or otp is None:
         raise ApiError("not_found", "No such OTP.")
     view = otp_service.otp_view(otp, ctx.clock())
-    view["to_masked"] = mask_phone(ctx.db.keyring.open(otp.phone_enc, "phone").decode())
+    view["to_masked"] = mask_phone(store.keyring.open(otp.phone_enc, "phone").decode())
     return web.json_response(view)
 
 
@@ -103,14 +104,7 @@ async def post_message(request: web.Request) -> web.Response:
     require(who, "send")
     req = decode(await _body(request), MessageRequest)
     rec = await message_service.send_message(request.app[CTX], who, req)
-    return web.json_response(
-        {
-            "id": rec.id,
-            "status": "queued",
-            "to_masked": mask_phone(request.app[CTX].db.keyring.open(rec.phone_enc, "phone").decode()),
-        },
-        status=202,
-    )
+    return web.json_response({"id": rec.id, "status": "queued", "to_masked": mask_phone(req.to)}, status=202)
 
 
 @endpoint(
@@ -125,7 +119,8 @@ async def get_message(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "send")
     ctx = request.app[CTX]
-    rec = await ctx.db.get_message(who.tenant.id, request.match_info["id"])
+    store = ctx.regions.for_id(request.match_info["id"])
+    rec = None if store is None else await store.get_message(who.tenant.id, request.match_info["id"])
     if rec is None:
         raise ApiError("not_found", "No such message.")
     return web.json_response(status_view(rec))

@@ -34,11 +34,12 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
             raise ApiError("no_consent", "Marketing to this number needs a recorded opt-in; there is none.")
     if not ctx.routes.has_route(num.country, num.e164):
         raise ApiError("no_route", f"No carrier route is up for {num.country} now.", country=num.country)
-    ring = ctx.db.keyring
+    region, store = ctx.regions.for_country(num.country)
+    ring = store.keyring
     now = ctx.clock()
     phone_enc = ring.seal(num.e164.encode(), "phone")
     rec = MessageRecord(
-        id=new_id("msg"),
+        id=new_id("msg", region),
         tenant_id=who.tenant.id,
         kind=req.category,
         phone_enc=phone_enc,
@@ -51,7 +52,7 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
         updated_at=now,
         not_before=now,
     )
-    await ctx.db.insert_message(rec)
+    await store.insert_message(rec)
     ctx.disp.notify(rec.id)
     log.info("message accepted", extra={"message_id": rec.id, "country": num.country, "kind": req.category})
     return rec

@@ -70,10 +70,11 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
         raise ApiError("invalid_request", f"unknown template {req.template!r}; known: {sorted(s.templates)}")
     if not ctx.routes.has_route(num.country, num.e164):
         raise ApiError("no_route", f"No carrier route is up for {num.country} now.", country=num.country)
-    ring = ctx.db.keyring
+    region, store = ctx.regions.for_country(num.country)
+    ring = store.keyring
     phone_hmac = ring.lookup(num.e164)
     now = ctx.clock()
-    otp_id, msg_id = new_id("otp"), new_id("msg")
+    otp_id, msg_id = new_id("otp", region), new_id("msg", region)
     gate = await ctx.st.send_gate(
         who.tenant.id,
         phone_hmac.hex(),
@@ -134,7 +135,7 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
         locale=locale,
         template="otp",
     )
-    await ctx.db.insert_otp(otp, msg)
+    await store.insert_otp(otp, msg)
     ctx.disp.notify(msg_id)
     masked = mask_phone(num.e164, num.calling_code)
     log.info(
@@ -146,7 +147,9 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
 
 def render_message(ctx: Context, rec: MessageRecord) -> str:
     """The dispatcher's renderer: OTP text from the template and the sealed code; other bodies unsealed."""
-    ring = ctx.db.keyring
+    store = ctx.regions.for_id(rec.id)
+    assert store is not None
+    ring = store.keyring
     if rec.payload_enc is None:
         raise ValueError("message has no payload left to send")
     if rec.kind == "otp":
@@ -159,8 +162,9 @@ def render_message(ctx: Context, rec: MessageRecord) -> str:
 
 async def verify_otp(ctx: Context, who: Principal, otp_id: str, code: str) -> OtpRecord:
     s = ctx.settings.otp
-    otp = await ctx.db.get_otp(who.tenant.id, otp_id)
-    if otp is None:
+    store = ctx.regions.for_id(otp_id)
+    otp = None if store is None else await store.get_otp(who.tenant.id, otp_id)
+    if store is None or otp is None:
         raise ApiError("not_found", "No such OTP.")
     if otp.status == "verified":
         raise ApiError("conflict", "This OTP was already verified; request a new one.", status=409)
@@ -169,25 +173,25 @@ async def verify_otp(ctx: Context, who: Principal, otp_id: str, code: str) -> Ot
     now = ctx.clock()
     if otp.status == "expired" or now >= otp.expires_at:
         if otp.status == "pending":
-            await ctx.db.finish_otp(otp.id, "expired", now)
+            await store.finish_otp(otp.id, "expired", now)
         raise ApiError("expired", "This OTP has expired; request a new one.")
     if not code.isdigit() or len(code) > 16:
         raise ApiError("incorrect_code", "The code is digits only.", attempts_left=None)
     attempt = await ctx.st.verify_attempt(otp.id, ttl=max(otp.expires_at - now, 1.0) + 60)
     if attempt > s.max_attempts:
-        await ctx.db.finish_otp(otp.id, "failed", now)
+        await store.finish_otp(otp.id, "failed", now)
         raise ApiError("too_many_attempts", f"At most {s.max_attempts} attempts per OTP; request a new one.")
-    if not ctx.db.keyring.code_matches(otp.id, code, otp.code_hash):
+    if not store.keyring.code_matches(otp.id, code, otp.code_hash):
         left = s.max_attempts - attempt
         if left <= 0:
-            await ctx.db.finish_otp(otp.id, "failed", now)
+            await store.finish_otp(otp.id, "failed", now)
             raise ApiError(
                 "too_many_attempts", f"At most {s.max_attempts} attempts per OTP; request a new one."
             )
         raise ApiError(
             "incorrect_code", f"The code does not match; {left} attempt(s) left.", attempts_left=left
         )
-    if not await ctx.db.finish_otp(otp.id, "verified", now):
+    if not await store.finish_otp(otp.id, "verified", now):
         raise ApiError("conflict", "This OTP was already verified; request a new one.", status=409)
     ctx.instruments.otp_verified.labels(who.tenant.id, otp.country, otp.route or "none").inc()
     log.info("otp verified", extra={"otp_id": otp.id, "tenant": who.tenant.id})
