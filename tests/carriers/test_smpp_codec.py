@@ -7,6 +7,8 @@ not produced by our encoder.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -211,7 +213,7 @@ def test_feed_any_split(cuts: list[int]) -> None:
     bounds = [0, *sorted(cuts), len(STREAM)]
     framer = Framer()
     got: list[object] = []
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         got += framer.feed(STREAM[a:b])
     assert got == EXPECTED
 
@@ -378,6 +380,6 @@ def test_stream_of_random_pdus_any_split(pdus: list[Pdu], data: st.DataObject) -
     bounds = [0, *sorted(cuts), len(stream)]
     framer = Framer()
     got: list[object] = []
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         got += framer.feed(stream[a:b])
     assert got == pdus
