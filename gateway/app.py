@@ -3,6 +3,9 @@ the dispatcher as ``cleanup_ctx`` generators, opened in order at start and close
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib
 import logging
 import os
 import socket
@@ -20,9 +23,6 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-import gateway.api.ops
-import gateway.api.v1
-import gateway.openapi  # noqa: F401
 from carriers.base import Carrier
 from carriers.http import HttpCarrier
 from carriers.routing import Route
@@ -33,14 +33,20 @@ from gateway.context import CTX, Context
 from gateway.dispatch import CarrierRoutes, Dispatcher
 from gateway.middleware import edge
 from gateway.privacy.crypto import decode_master_key, new_master_key
+from gateway.privacy.quiet import load_rules as load_quiet_rules
 from gateway.services.otp import render_message
 from gateway.state import FallbackState, MemoryState, RedisState, redis_client
-from gateway.store import SqliteStore
+from gateway.store import RetentionPolicy, SqliteStore
 from gateway.store.records import MessageRecord
 from gateway.store.router import Stores
 from metrics.instruments import create_instruments
 
 log = logging.getLogger("smsgw.app")
+
+# modules whose @endpoint declarations make up the API (imported for that effect)
+ENDPOINT_MODULES = ("gateway.api.ops", "gateway.api.v1", "gateway.api.privacy", "gateway.openapi")
+for _module in ENDPOINT_MODULES:
+    importlib.import_module(_module)
 
 
 def master_key(settings: Settings) -> bytes:
@@ -59,6 +65,48 @@ def master_key(settings: Settings) -> bytes:
             extra={"key_file": str(path)},
         )
     return decode_master_key(path.read_text())
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    r, day = settings.retention, 86400.0
+    return RetentionPolicy(
+        otps=r.otps_days * day,
+        message_bodies=r.message_bodies_days * day,
+        messages=r.messages_days * day,
+        receipts=r.receipts_days * day,
+        events=r.events_days * day,
+        audit=r.audit_days * day,
+        privacy_requests=r.privacy_requests_days * day,
+    )
+
+
+async def purge_all(ctx: Context) -> dict[str, int]:
+    """One retention pass over every store; the report is logged and, when anything went, audited."""
+    report: dict[str, int] = {}
+    for _, store in ctx.regions.all():
+        for k, v in (await store.purge(retention_policy(ctx.settings), ctx.clock())).items():
+            report[k] = report.get(k, 0) + v
+    if any(report.values()):
+        log.info("retention purge", extra={"removed": report})
+        await ctx.db.append_audit(
+            at=ctx.clock(), actor="system", tenant_id="", action="retention.purge", target="", details=report
+        )
+    return report
+
+
+async def maintenance(ctx: Context) -> None:
+    last_purge = 0.0
+    while True:
+        await asyncio.sleep(5.0)
+        try:
+            for _, store in ctx.regions.all():
+                if await store.refresh_keyring():
+                    log.info("new data key loaded", extra={"active_key": store.keyring.active_id})
+            if time.monotonic() - last_purge >= ctx.settings.retention.interval_seconds:
+                last_purge = time.monotonic()
+                await purge_all(ctx)
+        except Exception:
+            log.exception("maintenance pass failed")
 
 
 def open_stores(settings: Settings) -> Stores:
@@ -139,6 +187,14 @@ def create_app(
             await carrier.close()
         await session.close()
 
+    async def maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
+        """Background upkeep: new data keys from a rotation elsewhere; the retention purge."""
+        task = asyncio.create_task(maintenance(ctx), name="maintenance")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
         token = ctx.extras["receipt_token"]
 
@@ -169,5 +225,6 @@ def create_app(
         ctx.ready = False
         await dispatcher.stop()
 
-    app.cleanup_ctx.extend([store_ctx, state_ctx, carriers_ctx, dispatch_ctx])
+    ctx.extras["quiet_rules"] = load_quiet_rules(settings.quiet_hours)
+    app.cleanup_ctx.extend([store_ctx, state_ctx, carriers_ctx, dispatch_ctx, maintenance_ctx])
     return app

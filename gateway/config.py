@@ -106,6 +106,20 @@ class RouteSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """Days each data class is kept (0 = forever), and how often the purge job runs."""
+
+    otps_days: float = 30
+    message_bodies_days: float = 7
+    messages_days: float = 90
+    receipts_days: float = 90
+    events_days: float = 365
+    audit_days: float = 730
+    privacy_requests_days: float = 1095
+    interval_seconds: float = 300
+
+
+@dataclass(frozen=True)
 class ResidencySettings:
     regions: dict[str, str] = field(default_factory=dict)  # region name -> SQLite path
     countries: dict[str, str] = field(default_factory=dict)  # ISO country -> region name
@@ -124,6 +138,8 @@ class Settings:
     carriers: list[CarrierSettings] = field(default_factory=list)
     routes: list[RouteSettings] = field(default_factory=list)
     residency: ResidencySettings = field(default_factory=ResidencySettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    quiet_hours: dict[str, str] = field(default_factory=dict)  # ISO -> window spec, overrides the data file
     source: str = "defaults"
 
     @property
@@ -163,6 +179,7 @@ _CHECKS: dict[str, Any] = {
         v in ("international", "local", "any") or "must be international|local|any"
     ),
     "routes.price": lambda v: v >= 0 or "must not be negative",
+    "retention.interval_seconds": lambda v: 1 <= v <= 86400 or "must be between 1 and 86400",
 }
 
 
@@ -248,6 +265,20 @@ def _cross_checks(s: Settings, problems: list[str]) -> None:
     for country in s.residency.copy_to_control:
         if country not in s.residency.countries:
             problems.append(f"residency.copy_to_control: {country} is not mapped to a region")
+    for name in ("otps", "message_bodies", "messages", "receipts", "events", "audit", "privacy_requests"):
+        if getattr(s.retention, f"{name}_days") < 0:
+            problems.append(f"retention.{name}_days: must not be negative (0 keeps forever)")
+    if 0 < s.retention.message_bodies_days < 1 / 24:
+        problems.append(
+            "retention.message_bodies_days: keep bodies at least an hour, or retries cannot send them"
+        )
+    for country, spec in s.quiet_hours.items():
+        from gateway.privacy.quiet import parse_rule
+
+        try:
+            parse_rule(country, spec)
+        except ValueError as e:
+            problems.append(f"quiet_hours.{country}: {e}")
     if s.otp.default_locale not in s.otp.templates:
         problems.append(f"otp.default_locale: no template for {s.otp.default_locale!r}")
     for loc, text in s.otp.templates.items():

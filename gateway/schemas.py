@@ -44,6 +44,20 @@ class PhoneRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     phone: str
 
 
+class ConsentRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    phone: str
+    status: Literal["opted_in", "opted_out"]
+    source: str = "api"
+
+
+class InboundRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A mobile-originated message as a carrier posts it."""
+
+    from_: str = msgspec.field(name="from")
+    to: str
+    text: str
+
+
 T = TypeVar("T")
 
 _decoders: dict[type, msgspec.json.Decoder[object]] = {}

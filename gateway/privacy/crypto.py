@@ -72,6 +72,7 @@ class Keyring:
     def __post_init__(self) -> None:
         self._lookup_key = _derive(self.master, b"lookup")
         self._code_key = _derive(self.master, b"otp-code")
+        self.audit_key = _derive(self.master, b"audit-chain")
         self._aead: dict[int, AESGCM] = {k: AESGCM(v) for k, v in self.data_keys.items()}
 
     def add(self, key_id: int, data_key: bytes, *, activate: bool = True) -> None:

@@ -9,6 +9,8 @@ from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.phone import parse_number
 from gateway.schemas import MessageRequest
+from gateway.services import privacy
+from gateway.services.residency import keep_copy
 from gateway.store.records import MessageRecord, Principal
 
 log = logging.getLogger("smsgw.messages")
@@ -28,15 +30,15 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
         raise ApiError(
             "country_not_permitted", f"This tenant may not send to {num.country}.", country=num.country
         )
-    if req.category == "marketing":
-        consent = ctx.extras.get("consent")
-        if consent is None or not await consent.has_opt_in(who.tenant.id, num.e164):  # type: ignore[attr-defined]
-            raise ApiError("no_consent", "Marketing to this number needs a recorded opt-in; there is none.")
-    if not ctx.routes.has_route(num.country, num.e164):
-        raise ApiError("no_route", f"No carrier route is up for {num.country} now.", country=num.country)
     region, store = ctx.regions.for_country(num.country)
     ring = store.keyring
     now = ctx.clock()
+    not_before = now
+    if req.category == "marketing":
+        await privacy.require_marketing_consent(ctx, store, who.tenant.id, ring.lookup(num.e164))
+        not_before = privacy.quiet_hours_start(ctx, num, now, req.quiet_hours)
+    if not ctx.routes.has_route(num.country, num.e164):
+        raise ApiError("no_route", f"No carrier route is up for {num.country} now.", country=num.country)
     phone_enc = ring.seal(num.e164.encode(), "phone")
     rec = MessageRecord(
         id=new_id("msg", region),
@@ -50,9 +52,11 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
         status="queued",
         created_at=now,
         updated_at=now,
-        not_before=now,
+        not_before=not_before,
     )
     await store.insert_message(rec)
-    ctx.disp.notify(rec.id)
+    await keep_copy(ctx, region, "message", rec.id, who.tenant.id, num.e164, num.country, now)
+    if not_before <= now:
+        ctx.disp.notify(rec.id)
     log.info("message accepted", extra={"message_id": rec.id, "country": num.country, "kind": req.category})
     return rec

@@ -17,6 +17,7 @@ from gateway.ids import new_id
 from gateway.phone import parse_number
 from gateway.privacy.mask import mask_phone
 from gateway.schemas import OtpRequest
+from gateway.services.residency import keep_copy
 from gateway.store.records import MessageRecord, OtpRecord, Principal
 
 log = logging.getLogger("smsgw.otp")
@@ -136,6 +137,7 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
         template="otp",
     )
     await store.insert_otp(otp, msg)
+    await keep_copy(ctx, region, "otp", otp_id, who.tenant.id, num.e164, num.country, now)
     ctx.disp.notify(msg_id)
     masked = mask_phone(num.e164, num.calling_code)
     log.info(

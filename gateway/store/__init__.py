@@ -2,10 +2,11 @@
 
 from gateway.store.base import Store
 from gateway.store.sqlite_messages import MessagesMixin
+from gateway.store.sqlite_privacy import PrivacyMixin, RetentionPolicy
 
 
-class SqliteStore(MessagesMixin):
+class SqliteStore(MessagesMixin, PrivacyMixin):
     """Every area of the store on one SQLite database file (one region)."""
 
 
-__all__ = ["SqliteStore", "Store"]
+__all__ = ["RetentionPolicy", "SqliteStore", "Store"]

@@ -1,4 +1,7 @@
-"""Versioned schema migrations for the SQLite engine. Append only: never edit a released step."""
+"""Versioned schema migrations for the SQLite engine. Append only: never edit a released step.
+
+Each step is a script of statements separated by a semicolon at the end of a line (a trigger keeps
+its inner semicolons mid-line)."""
 
 from __future__ import annotations
 
@@ -72,5 +75,65 @@ MIGRATIONS: list[str] = [
     CREATE INDEX messages_due ON messages(status, not_before);
     CREATE INDEX messages_by_carrier_id ON messages(carrier, carrier_message_id);
     CREATE INDEX messages_by_phone ON messages(tenant_id, phone_hmac);
+    """,
+    # 2: privacy — audit chain, data-subject requests, consent, conversion events, residency copies
+    """
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev BLOB NOT NULL,
+        mac BLOB NOT NULL
+    );
+    CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+    CREATE TABLE privacy_requests (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject_hmac BLOB NOT NULL,
+        subject_masked TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        due_at REAL NOT NULL,
+        completed_at REAL,
+        result TEXT
+    );
+    CREATE INDEX privacy_requests_by_tenant ON privacy_requests(tenant_id, received_at);
+    CREATE TABLE consent (
+        tenant_id TEXT NOT NULL,
+        phone_hmac BLOB NOT NULL,
+        status TEXT NOT NULL,
+        source TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, phone_hmac)
+    );
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        message_id TEXT,
+        otp_id TEXT,
+        event TEXT NOT NULL,
+        country TEXT NOT NULL,
+        route TEXT,
+        phone_hmac BLOB,
+        at REAL NOT NULL
+    );
+    CREATE INDEX events_by_phone ON events(tenant_id, phone_hmac);
+    CREATE INDEX events_by_at ON events(at);
+    CREATE TABLE residency_copies (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        region TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        phone_hmac BLOB NOT NULL,
+        phone_enc BLOB NOT NULL,
+        country TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX copies_by_phone ON residency_copies(tenant_id, phone_hmac);
+    CREATE INDEX messages_by_created ON messages(created_at);
     """,
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import sqlite3
 import time
@@ -49,7 +50,7 @@ def migrate(db: sqlite3.Connection) -> int:
     try:
         (version,) = db.execute("PRAGMA user_version").fetchone()
         for i, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            for stmt in script.split(";"):
+            for stmt in re.split(r";\s*\n", script):
                 if stmt.strip():
                     db.execute(stmt)
             db.execute(f"PRAGMA user_version={i}")
@@ -148,3 +149,79 @@ class SqliteEngine:
         """Reads that may touch many rows: in aiosqlite's thread, off the loop."""
         assert self._bg is not None, "store is not open"
         return list(await self._bg.execute_fetchall(sql, params))
+
+    # ----------------------------------------------------------------- key rotation
+    async def refresh_keyring(self) -> bool:
+        """Load data keys another process added (``smsgw keys rotate``); True when one was new."""
+        rows = await self._read_all("SELECT key_id, wrapped FROM keyring ORDER BY key_id", ())
+        added = False
+        for key_id, wrapped in rows:
+            if int(key_id) not in self.keyring.data_keys:
+                self.keyring.add(int(key_id), unwrap_data_key(self._master, int(key_id), wrapped))
+                added = True
+        return added
+
+    async def add_data_key(self, now: float) -> int:
+        """A new data key, wrapped by the master key, made the active one for new values."""
+        master = self._master
+
+        def add(db: sqlite3.Connection) -> tuple[int, bytes]:
+            (top,) = db.execute("SELECT COALESCE(MAX(key_id), 0) FROM keyring").fetchone()
+            key_id, dek = int(top) + 1, secrets.token_bytes(32)
+            db.execute(
+                "INSERT INTO keyring(key_id, wrapped, created_at) VALUES (?, ?, ?)",
+                (key_id, wrap_data_key(master, key_id, dek), now),
+            )
+            return key_id, dek
+
+        assert self.writer is not None
+        added: tuple[int, bytes] = await self.writer.run_fn(add)
+        self.keyring.add(*added)
+        return added[0]
+
+    SEALED: tuple[tuple[str, str, str], ...] = (
+        ("otps", "phone_enc", "'phone'"),
+        ("messages", "phone_enc", "'phone'"),
+        ("messages", "payload_enc", "CASE WHEN kind = 'otp' THEN 'otp_code' ELSE 'body' END"),
+        ("residency_copies", "phone_enc", "'phone'"),
+    )
+
+    async def count_stale_sealed(self) -> int:
+        """How many sealed values are not under the active data key."""
+        active = self.keyring.active_id.to_bytes(4, "big")
+        total = 0
+        for table, col, _ in self.SEALED:
+            rows = await self._read_all(
+                f"SELECT COUNT(*) FROM {table} WHERE {col} IS NOT NULL AND substr({col}, 2, 4) != ?",
+                (active,),
+            )
+            total += int(rows[0][0])
+        return total
+
+    async def reseal_batch(self, limit: int = 500) -> int:
+        """Re-encrypt up to ``limit`` values under the active key, in one transaction; returns how many."""
+        ring = self.keyring
+        active = ring.active_id.to_bytes(4, "big")
+        sealed = self.SEALED
+
+        def reseal(db: sqlite3.Connection) -> int:
+            done = 0
+            for table, col, aad_sql in sealed:
+                rows = db.execute(
+                    f"SELECT rowid, {col}, {aad_sql} FROM {table} WHERE {col} IS NOT NULL "
+                    f"AND substr({col}, 2, 4) != ? LIMIT ?",
+                    (active, limit - done),
+                ).fetchall()
+                for rowid, value, aad in rows:
+                    db.execute(
+                        f"UPDATE {table} SET {col} = ? WHERE rowid = ?",
+                        (ring.seal(ring.open(value, aad), aad), rowid),
+                    )
+                done += len(rows)
+                if done >= limit:
+                    break
+            return done
+
+        assert self.writer is not None
+        n: int = await self.writer.run_fn(reseal)
+        return n

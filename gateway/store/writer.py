@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,12 +25,16 @@ Statement = tuple[str, Sequence[Any]]
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     rowcount: int
-    rows: list[sqlite3.Row]
+    rows: list[Any]
+    value: Any = None  # what a callable operation returned
+
+
+TxFn = Callable[[sqlite3.Connection], Any]
 
 
 @dataclass(slots=True)
 class _Op:
-    statements: Sequence[Statement]
+    statements: Sequence[Statement] | TxFn
     fetch: bool
     future: asyncio.Future[WriteResult]
 
@@ -49,7 +53,12 @@ class GroupWriter:
         self.batches = 0
         self.operations = 0
 
-    async def run(self, statements: Sequence[Statement], fetch: bool = False) -> WriteResult:
+    async def run_fn(self, fn: TxFn) -> Any:
+        """Run ``fn(connection)`` inside a group-committed transaction (in the writer thread): for writes
+        that must read what they build on, e.g. the audit chain's previous hash."""
+        return (await self.run(fn)).value
+
+    async def run(self, statements: Sequence[Statement] | TxFn, fetch: bool = False) -> WriteResult:
         if self._closed:
             raise RuntimeError("store is closed")
         loop = asyncio.get_running_loop()
@@ -109,6 +118,9 @@ class GroupWriter:
         db.execute("BEGIN IMMEDIATE")
         try:
             for op in batch:
+                if callable(op.statements):
+                    out.append(WriteResult(0, [], op.statements(db)))
+                    continue
                 rowcount, rows = 0, []
                 for sql, params in op.statements:
                     cur = db.execute(sql, params)

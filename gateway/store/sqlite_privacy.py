@@ -1,0 +1,333 @@
+"""Audit chain, data-subject requests, consent, conversion events, residency copies and retention
+on SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.privacy.audit import GENESIS, AuditRecord, canonical, record_mac
+from gateway.store.sqlite import SqliteEngine
+from gateway.store.sqlite_messages import MSG_COLS, OTP_COLS, message_from
+
+PURGE_BATCH = 500
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Seconds each data class is kept (0 = forever)."""
+
+    otps: float
+    message_bodies: float
+    messages: float
+    receipts: float
+    events: float
+    audit: float
+    privacy_requests: float
+
+
+class PrivacyMixin(SqliteEngine):
+    # ------------------------------------------------------------------ audit
+    async def append_audit(
+        self, *, at: float, actor: str, tenant_id: str, action: str, target: str, details: dict[str, Any]
+    ) -> int:
+        key = self.keyring.audit_key
+        body = canonical(details)
+
+        def append(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT seq, mac FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+            mac = record_mac(key, prev, seq, at, actor, tenant_id, action, target, body)
+            db.execute(
+                "INSERT INTO audit(seq, at, actor, tenant_id, action, target, details, prev, mac) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, at, actor, tenant_id, action, target, body, prev, mac),
+            )
+            return int(seq)
+
+        assert self.writer is not None
+        seq: int = await self.writer.run_fn(append)
+        return seq
+
+    async def audit_records(self, tenant_id: str | None = None, limit: int = 0) -> list[AuditRecord]:
+        sql = "SELECT seq, at, actor, tenant_id, action, target, details, prev, mac FROM audit"
+        params: tuple[Any, ...] = ()
+        if tenant_id is not None:
+            sql += " WHERE tenant_id = ?"
+            params = (tenant_id,)
+        sql += " ORDER BY seq"
+        if limit:
+            newest = sql.replace(" ORDER BY seq", " ORDER BY seq DESC")
+            sql = f"SELECT * FROM ({newest} LIMIT {int(limit)}) ORDER BY seq"
+        rows = await self._read_all(sql, params)
+        return [AuditRecord(*tuple(r)) for r in rows]
+
+    # ------------------------------------------------------------------ data-subject requests
+    async def record_privacy_request(
+        self,
+        *,
+        request_id: str,
+        tenant_id: str,
+        kind: str,
+        subject_hmac: bytes,
+        subject_masked: str,
+        received_at: float,
+        due_at: float,
+        completed_at: float | None,
+        result: str | None,
+    ) -> None:
+        await self._write(
+            [
+                (
+                    "INSERT INTO privacy_requests(id, tenant_id, kind, subject_hmac, subject_masked, "
+                    "received_at, due_at, completed_at, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        request_id,
+                        tenant_id,
+                        kind,
+                        subject_hmac,
+                        subject_masked,
+                        received_at,
+                        due_at,
+                        completed_at,
+                        result,
+                    ),
+                )
+            ]
+        )
+
+    async def privacy_requests(self, tenant_id: str) -> list[dict[str, Any]]:
+        rows = await self._read_all(
+            "SELECT id, kind, subject_masked, received_at, due_at, completed_at, result "
+            "FROM privacy_requests WHERE tenant_id = ? ORDER BY received_at DESC LIMIT 500",
+            (tenant_id,),
+        )
+        return [
+            dict(
+                zip(
+                    ("id", "kind", "subject", "received_at", "due_at", "completed_at", "result"),
+                    r,
+                    strict=True,
+                )
+            )
+            for r in rows
+        ]
+
+    async def subject_data(self, tenant_id: str, phone_hmac: bytes) -> dict[str, list[Any]]:
+        """Every row about one number within one tenant (sealed values still sealed)."""
+        key = (tenant_id, phone_hmac)
+        otps = await self._read_all(
+            f"SELECT {', '.join(OTP_COLS)} FROM otps WHERE tenant_id = ? AND phone_hmac = ?", key
+        )
+        msgs = await self._read_all(
+            f"SELECT {', '.join(MSG_COLS)} FROM messages WHERE tenant_id = ? AND phone_hmac = ?", key
+        )
+        events = await self._read_all(
+            "SELECT id, message_id, otp_id, event, country, route, at FROM events "
+            "WHERE tenant_id = ? AND phone_hmac = ?",
+            key,
+        )
+        consent = await self._read_all(
+            "SELECT status, source, updated_at FROM consent WHERE tenant_id = ? AND phone_hmac = ?", key
+        )
+        copies = await self._read_all(
+            "SELECT id, kind, region, country, created_at FROM residency_copies "
+            "WHERE tenant_id = ? AND phone_hmac = ?",
+            key,
+        )
+        return {
+            "otps": [dict(zip(OTP_COLS, r, strict=True)) for r in otps],
+            "messages": [message_from(r) for r in msgs],
+            "events": [
+                dict(zip(("id", "message_id", "otp_id", "event", "country", "route", "at"), r, strict=True))
+                for r in events
+            ],
+            "consent": [dict(zip(("status", "source", "updated_at"), r, strict=True)) for r in consent],
+            "copies": [
+                dict(zip(("id", "kind", "region", "country", "created_at"), r, strict=True)) for r in copies
+            ],
+        }
+
+    async def erase_subject(self, tenant_id: str, phone_hmac: bytes, now: float) -> dict[str, int]:
+        """Delete one number's rows within one tenant, in one transaction. An opt-out survives as a
+        suppression entry (HMAC only, no number) so marketing cannot resume after erasure."""
+
+        def erase(db: sqlite3.Connection) -> dict[str, int]:
+            key = (tenant_id, phone_hmac)
+            counts = {
+                "events": db.execute(
+                    "DELETE FROM events WHERE tenant_id = ? AND phone_hmac = ?", key
+                ).rowcount,
+                "otps": db.execute("DELETE FROM otps WHERE tenant_id = ? AND phone_hmac = ?", key).rowcount,
+                "messages": db.execute(
+                    "DELETE FROM messages WHERE tenant_id = ? AND phone_hmac = ?", key
+                ).rowcount,
+                "copies": db.execute(
+                    "DELETE FROM residency_copies WHERE tenant_id = ? AND phone_hmac = ?", key
+                ).rowcount,
+                "consent": db.execute(
+                    "DELETE FROM consent WHERE tenant_id = ? AND phone_hmac = ? AND status != 'opted_out'",
+                    key,
+                ).rowcount,
+            }
+            db.execute(
+                "UPDATE consent SET source = 'suppression after erasure', updated_at = ? "
+                "WHERE tenant_id = ? AND phone_hmac = ?",
+                (now, *key),
+            )
+            return counts
+
+        assert self.writer is not None
+        counts: dict[str, int] = await self.writer.run_fn(erase)
+        return counts
+
+    # ------------------------------------------------------------------ consent
+    async def set_consent(
+        self, tenant_id: str, phone_hmac: bytes, status: str, source: str, now: float
+    ) -> None:
+        await self._write(
+            [
+                (
+                    "INSERT INTO consent(tenant_id, phone_hmac, status, source, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(tenant_id, phone_hmac) DO UPDATE SET status = excluded.status, "
+                    "source = excluded.source, updated_at = excluded.updated_at",
+                    (tenant_id, phone_hmac, status, source, now),
+                )
+            ]
+        )
+
+    async def consent_status(self, tenant_id: str, phone_hmac: bytes) -> str | None:
+        row = await self._read_one(
+            "SELECT status FROM consent WHERE tenant_id = ? AND phone_hmac = ?", (tenant_id, phone_hmac)
+        )
+        return None if row is None else str(row[0])
+
+    async def tenants_messaging(self, phone_hmac: bytes, sender: str | None) -> list[str]:
+        if sender:
+            rows = await self._read_all(
+                "SELECT DISTINCT tenant_id FROM messages WHERE phone_hmac = ? AND sender = ?",
+                (phone_hmac, sender),
+            )
+        else:
+            rows = await self._read_all(
+                "SELECT DISTINCT tenant_id FROM messages WHERE phone_hmac = ?", (phone_hmac,)
+            )
+        return [str(r[0]) for r in rows]
+
+    # ------------------------------------------------------------------ events and copies
+    async def insert_event(
+        self,
+        *,
+        event_id: str,
+        tenant_id: str,
+        message_id: str | None,
+        otp_id: str | None,
+        event: str,
+        country: str,
+        route: str | None,
+        phone_hmac: bytes | None,
+        at: float,
+    ) -> None:
+        await self._write(
+            [
+                (
+                    "INSERT INTO events(id, tenant_id, message_id, otp_id, event, country, route, "
+                    "phone_hmac, at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (event_id, tenant_id, message_id, otp_id, event, country, route, phone_hmac, at),
+                )
+            ]
+        )
+
+    async def insert_copy(
+        self,
+        *,
+        copy_id: str,
+        kind: str,
+        region: str,
+        tenant_id: str,
+        phone_hmac: bytes,
+        phone_enc: bytes,
+        country: str,
+        created_at: float,
+    ) -> None:
+        await self._write(
+            [
+                (
+                    "INSERT INTO residency_copies(id, kind, region, tenant_id, phone_hmac, phone_enc, "
+                    "country, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (copy_id, kind, region, tenant_id, phone_hmac, phone_enc, country, created_at),
+                )
+            ]
+        )
+
+    # ------------------------------------------------------------------ retention
+    async def purge(self, policy: RetentionPolicy, now: float) -> dict[str, int]:
+        """Delete what outlived its class's time to live, in batches of PURGE_BATCH rows per transaction
+        so the API never waits long behind it. Returns rows touched per class."""
+        jobs: list[tuple[str, float, str]] = [
+            (
+                "otps",
+                policy.otps,
+                "DELETE FROM otps WHERE rowid IN (SELECT rowid FROM otps WHERE created_at < ? "
+                "AND status != 'pending' LIMIT ?)",
+            ),
+            (
+                "message_bodies",
+                policy.message_bodies,
+                "UPDATE messages SET payload_enc = NULL WHERE rowid IN ("
+                "SELECT rowid FROM messages WHERE created_at < ? AND payload_enc IS NOT NULL "
+                "AND status NOT IN ('queued', 'sending') LIMIT ?)",
+            ),
+            (
+                "receipts",
+                policy.receipts,
+                "UPDATE messages SET carrier_message_id = NULL, error_reason = NULL "
+                "WHERE rowid IN (SELECT rowid FROM messages WHERE updated_at < ? "
+                "AND carrier_message_id IS NOT NULL "
+                "AND status IN ('delivered', 'failed', 'expired') LIMIT ?)",
+            ),
+            (
+                "messages",
+                policy.messages,
+                "DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages "
+                "WHERE created_at < ? AND status NOT IN ('queued', 'sending') LIMIT ?)",
+            ),
+            (
+                "events",
+                policy.events,
+                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE at < ? LIMIT ?)",
+            ),
+            (
+                "audit",
+                policy.audit,
+                "DELETE FROM audit WHERE rowid IN (SELECT rowid FROM audit WHERE at < ? "
+                "ORDER BY seq LIMIT ?)",
+            ),
+            (
+                "privacy_requests",
+                policy.privacy_requests,
+                "DELETE FROM privacy_requests WHERE rowid IN ("
+                "SELECT rowid FROM privacy_requests WHERE received_at < ? LIMIT ?)",
+            ),
+            (
+                "copies",
+                policy.messages,
+                "DELETE FROM residency_copies WHERE rowid IN (SELECT rowid FROM "
+                "residency_copies WHERE created_at < ? LIMIT ?)",
+            ),
+        ]
+        report: dict[str, int] = {}
+        for name, ttl, sql in jobs:
+            total = 0
+            if ttl > 0:
+                while True:
+                    n, _ = await self._write([(sql, (now - ttl, PURGE_BATCH))])
+                    total += max(n, 0)
+                    if n < PURGE_BATCH:
+                        break
+            report[name] = total
+        return report
