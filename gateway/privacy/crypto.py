@@ -19,6 +19,7 @@ import hmac
 import os
 import secrets
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
@@ -68,6 +69,9 @@ class Keyring:
     master: bytes
     data_keys: dict[int, bytes] = field(default_factory=dict)
     active_id: int = 0
+    # asked for a key id this ring has not seen (added by a rotation in another process); returns the
+    # unwrapped key or None
+    fetch_key: Callable[[int], bytes | None] | None = None
 
     def __post_init__(self) -> None:
         self._lookup_key = _derive(self.master, b"lookup")
@@ -95,6 +99,11 @@ class Keyring:
         if version != _VERSION:
             raise CryptoError(f"unknown sealed-value version {version}")
         aead = self._aead.get(key_id)
+        if aead is None and self.fetch_key is not None:
+            fetched = self.fetch_key(key_id)
+            if fetched is not None:
+                self.add(key_id, fetched, activate=key_id > self.active_id)
+                aead = self._aead[key_id]
         if aead is None:
             raise CryptoError(f"unknown data key id {key_id}")
         start = _HEADER.size

@@ -6,7 +6,9 @@ import re
 
 import phonenumbers
 
-_DIGIT_RUN = re.compile(r"\+?\d[\d \-().]{6,}\d")
+# a run of digits (with the usual separators) that is not part of a word: ids such as otp_b912b354…
+# keep their hex digits
+_DIGIT_RUN = re.compile(r"(?<![\w+])\+?\d[\d \-().]{6,}\d(?!\w)")
 
 
 def mask_phone(e164: str, calling_code: int | None = None) -> str:

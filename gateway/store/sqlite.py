@@ -91,6 +91,7 @@ class SqliteEngine:
         wdb = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         _pragmas(wdb, self._sync)
         self.writer = GroupWriter(wdb)
+        self.keyring.fetch_key = self._fetch_key
         try:
             os.chmod(self.path, 0o600)
         except OSError:
@@ -160,6 +161,12 @@ class SqliteEngine:
                 self.keyring.add(int(key_id), unwrap_data_key(self._master, int(key_id), wrapped))
                 added = True
         return added
+
+    def _fetch_key(self, key_id: int) -> bytes | None:
+        if self._db is None:
+            return None
+        row = self._db.execute("SELECT wrapped FROM keyring WHERE key_id = ?", (key_id,)).fetchone()
+        return None if row is None else unwrap_data_key(self._master, key_id, row[0])
 
     async def add_data_key(self, now: float) -> int:
         """A new data key, wrapped by the master key, made the active one for new values."""

@@ -272,8 +272,7 @@ class PrivacyMixin(SqliteEngine):
             (
                 "otps",
                 policy.otps,
-                "DELETE FROM otps WHERE rowid IN (SELECT rowid FROM otps WHERE created_at < ? "
-                "AND status != 'pending' LIMIT ?)",
+                "DELETE FROM otps WHERE rowid IN (SELECT rowid FROM otps WHERE created_at < ? LIMIT ?)",
             ),
             (
                 "message_bodies",

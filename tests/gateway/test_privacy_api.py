@@ -1,0 +1,140 @@
+"""Data-subject requests, consent, quiet hours, audit and retention over the API (both backends)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from gateway.app import purge_all
+from gateway.privacy.audit import verify_chain
+from tests.gateway.harness import Gw
+
+NUM = "+33612345678"
+
+
+async def _otp(gw: Gw, key: str, to: str = NUM) -> dict[str, str]:
+    st, body, _ = await gw.call("POST", "/v1/otp", key, {"to": to})
+    assert st == 202, body
+    return dict(body)
+
+
+async def test_export_then_erasure_then_export_is_empty(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify,admin")
+    other = await gw.tenant("other", scopes="send,verify,admin")
+    otp = await _otp(gw, key)
+    await gw.settle()
+    assert (await gw.call("POST", "/v1/events", key, {"otp_id": otp["id"], "event": "signup"}))[0] == 202
+    st, exp, _ = await gw.call("POST", "/v1/privacy/export", key, {"phone": NUM})
+    assert st == 200 and [o["id"] for o in exp["otps"]] == [otp["id"]]
+    assert (
+        exp["messages"][0]["id"] == otp["message_id"] and exp["messages"][0]["body"] is None
+    )  # OTP text never kept
+    assert exp["events"][0]["event"] == "signup"
+    st, exp_other, _ = await gw.call("POST", "/v1/privacy/export", other, {"phone": NUM})
+    assert st == 200 and not exp_other["otps"] and not exp_other["messages"]
+
+    st, receipt, _ = await gw.call("POST", "/v1/privacy/erasure", key, {"phone": NUM})
+    assert st == 200 and receipt["removed"] == {
+        "otps": 1,
+        "messages": 1,
+        "events": 1,
+        "copies": 0,
+        "consent": 0,
+    }
+    assert "612345678" not in json.dumps(receipt) and receipt["subject"] == "+33*******78"
+    assert receipt["due_at"] - receipt["received_at"] == 30 * 86400
+    st, again, _ = await gw.call("POST", "/v1/privacy/erasure", key, {"phone": NUM})
+    assert st == 200 and not any(again["removed"].values())  # idempotent
+    st, exp2, _ = await gw.call("POST", "/v1/privacy/export", key, {"phone": NUM})
+    assert not exp2["otps"] and not exp2["messages"] and not exp2["events"]
+    assert (await gw.call("GET", f"/v1/otp/{otp['id']}", key))[0] == 404
+    st, reqs, _ = await gw.call("GET", "/v1/privacy/requests", key)
+    assert [r["kind"] for r in reqs["requests"]] == ["export", "erasure", "erasure", "export"][::-1] or len(
+        reqs["requests"]
+    ) == 4
+
+
+async def test_privacy_endpoints_need_admin_and_a_valid_number(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify")
+    admin = await gw.tenant("adm", scopes="admin")
+    st, err, _ = await gw.call("POST", "/v1/privacy/export", key, {"phone": NUM})
+    assert st == 403 and err["error"]["code"] == "forbidden"
+    st, err, _ = await gw.call("POST", "/v1/privacy/erasure", admin, {"phone": "+33"})
+    assert st == 400 and err["error"]["code"] == "invalid_number"
+    st, err, _ = await gw.call("POST", "/v1/privacy/erasure", admin, {"number": NUM})
+    assert st == 400 and err["error"]["code"] == "invalid_request"
+
+
+async def test_marketing_needs_opt_in_and_stop_opts_out(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify,admin")
+    de = "+4915123456789"
+    msg = {
+        "to": de,
+        "sender_id": "ACME",
+        "body": "Sale today",
+        "category": "marketing",
+        "quiet_hours": "defer",
+    }
+    st, err, _ = await gw.call("POST", "/v1/messages", key, msg)
+    assert st == 403 and err["error"]["code"] == "no_consent"
+    assert (await gw.call("POST", "/v1/consent", key, {"phone": de, "status": "opted_in"}))[0] == 200
+    st, body, _ = await gw.call("POST", "/v1/messages", key, msg)
+    assert st == 202, body
+    # the phone answers STOP to that sender: the tenant that messaged it loses the consent
+    token = gw.ctx.extras["receipt_token"]
+    resp = await gw.client.post(
+        f"/v1/carriers/sim/inbound?token={token}", json={"from": de, "to": "ACME", "text": "Stop"}
+    )
+    assert resp.status == 200 and (await resp.json()) == {"action": "opt_out", "tenants": 1}
+    st, err, _ = await gw.call("POST", "/v1/messages", key, msg)
+    assert st == 403 and "opted out" in err["error"]["message"]
+    # erasure keeps the opt-out as a suppression entry: marketing cannot resume
+    await gw.call("POST", "/v1/privacy/erasure", key, {"phone": de})
+    assert (await gw.call("POST", "/v1/messages", key, msg))[0] == 403
+    # transactional messages are exempt from consent
+    assert (await gw.call("POST", "/v1/messages", key, {**msg, "category": "transactional"}))[0] == 202
+
+
+async def test_quiet_hours_refuse_or_defer(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify,admin")
+    await gw.call("POST", "/v1/consent", key, {"phone": NUM, "status": "opted_in"})
+    gw.clock.t = datetime(2026, 11, 29, 12, 0, tzinfo=UTC).timestamp()  # a Sunday: no marketing in France
+    msg = {"to": NUM, "sender_id": "ACME", "body": "Sale today", "category": "marketing"}
+    st, err, _ = await gw.call("POST", "/v1/messages", key, msg)
+    assert st == 409 and err["error"]["code"] == "quiet_hours"
+    monday_8 = datetime(2026, 11, 30, 7, 0, tzinfo=UTC).timestamp()  # 08:00 in Paris
+    assert err["error"]["next_allowed_at"] == monday_8
+    st, body, _ = await gw.call("POST", "/v1/messages", key, {**msg, "quiet_hours": "defer"})
+    assert st == 202
+    rec = await gw.ctx.db.get_message(None, body["id"])
+    assert rec is not None and rec.not_before == monday_8 and rec.status == "queued"
+    # OTPs are exempt
+    assert (await gw.call("POST", "/v1/otp", key, {"to": NUM}))[0] == 202
+
+
+async def test_audit_chain_records_privacy_requests(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify,admin")
+    await gw.call("POST", "/v1/privacy/export", key, {"phone": NUM})
+    await gw.call("POST", "/v1/privacy/erasure", key, {"phone": NUM})
+    records = await gw.ctx.db.audit_records()
+    assert [r.action for r in records] == ["privacy.export", "privacy.erasure"]
+    assert "612345678" not in "".join(r.details for r in records)
+    assert verify_chain(gw.ctx.db.keyring.audit_key, records).ok
+    st, body, _ = await gw.call("GET", "/v1/audit", key)
+    assert st == 200 and len(body["records"]) == 2
+
+
+async def test_retention_purges_expired_classes(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify,admin")
+    await _otp(gw, key)
+    _, msg, _ = await gw.call("POST", "/v1/messages", key, {"to": NUM, "sender_id": "ACME", "body": "Hello"})
+    await gw.settle()
+    gw.clock.advance(8 * 86400)  # bodies (7 days) go; OTP records (30 days) stay
+    report = await purge_all(gw.ctx)
+    assert report["message_bodies"] == 1 and report["otps"] == 0
+    rec = await gw.ctx.db.get_message(None, msg["id"])
+    assert rec is not None and rec.payload_enc is None
+    gw.clock.advance(100 * 86400)
+    report = await purge_all(gw.ctx)
+    assert report["otps"] == 1 and report["messages"] == 2
+    assert await gw.ctx.db.get_message(None, msg["id"]) is None
