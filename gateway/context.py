@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,10 @@ from gateway.dispatch import CarrierRoutes, Dispatcher
 from gateway.state.base import StateBackend
 from gateway.store import SqliteStore
 from gateway.store.router import Stores
+from metrics.fillback import FillbackStore
 from metrics.instruments import Instruments
+
+log = logging.getLogger("smsgw.context")
 
 
 @dataclass
@@ -25,6 +29,7 @@ class Context:
     state: StateBackend | None = None
     table: CarrierRoutes | None = None
     dispatcher: Dispatcher | None = None
+    fillback: FillbackStore | None = None
     ready: bool = False
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -49,6 +54,19 @@ class Context:
     def disp(self) -> Dispatcher:
         assert self.dispatcher is not None
         return self.dispatcher
+
+    async def record_fillback(self, kind: str, tenant: str, country: str, route: str, sent_at: float) -> None:
+        """Count an OTP sent or verified in the shared fill-back store; never fails the request."""
+        if self.fillback is None:
+            return
+        try:
+            if kind == "sent":
+                await self.fillback.record_sent(tenant, country, route, sent_at)
+            else:
+                await self.fillback.record_verified(tenant, country, route, sent_at)
+        except Exception:  # Redis down: the Prometheus counters still count
+            log.warning("fill-back store unavailable", exc_info=True)
+            self.instruments.state_backend_errors.labels("fillback").inc()
 
     @property
     def routes(self) -> CarrierRoutes:

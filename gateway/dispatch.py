@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +64,7 @@ def format_tried(tried: frozenset[str], unsafe: frozenset[str]) -> str:
     return ",".join(sorted(t + ("!" if t in unsafe else "") for t in tried | unsafe))
 
 
-SentHook = Callable[[MessageRecord, str], None]
+SentHook = Callable[[MessageRecord, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ class Dispatcher:
             )
             self.m.messages.labels(rec.country, route.name, "submitted").inc()
             if self.on_sent is not None:
-                self.on_sent(rec, route.name)
+                await self.on_sent(rec, route.name)
             early = self._early_receipts.pop((route.carrier, result.carrier_message_id), None)
             if early is not None:
                 await self.on_receipt(route.carrier, early[0])

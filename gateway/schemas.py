@@ -32,6 +32,7 @@ class MessageRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     client_ip: str | None = None
     device_id: str | None = None
     quiet_hours: Literal["defer", "refuse"] = "refuse"
+    track_links: bool = True  # marketing: URLs become tracked short links (clicks count as events)
 
 
 class EventRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -12,6 +12,7 @@ from gateway.schemas import MessageRequest
 from gateway.services import privacy
 from gateway.services.residency import keep_copy
 from gateway.store.records import MessageRecord, Principal
+from metrics.conversion import rewrite_links
 
 log = logging.getLogger("smsgw.messages")
 
@@ -40,20 +41,27 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
     if not ctx.routes.has_route(num.country, num.e164):
         raise ApiError("no_route", f"No carrier route is up for {num.country} now.", country=num.country)
     phone_enc = ring.seal(num.e164.encode(), "phone")
+    msg_id = new_id("msg", region)
+    body, links = req.body, []
+    if req.category == "marketing" and req.track_links:
+        rewritten = rewrite_links(req.body, ctx.settings.public_url, msg_id)
+        body, links = rewritten.body, [(link.link_id, link.target_url) for link in rewritten.links]
     rec = MessageRecord(
-        id=new_id("msg", region),
+        id=msg_id,
         tenant_id=who.tenant.id,
         kind=req.category,
         phone_enc=phone_enc,
         phone_hmac=ring.lookup(num.e164),
         country=num.country,
         sender=req.sender_id,
-        payload_enc=ring.seal(req.body.encode(), "body"),
+        payload_enc=ring.seal(body.encode(), "body"),
         status="queued",
         created_at=now,
         updated_at=now,
         not_before=not_before,
     )
+    if links:
+        await ctx.db.insert_links(who.tenant.id, msg_id, links, now)
     await store.insert_message(rec)
     await keep_copy(ctx, region, "message", rec.id, who.tenant.id, num.e164, num.country, now)
     if not_before <= now:

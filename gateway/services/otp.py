@@ -196,6 +196,7 @@ async def verify_otp(ctx: Context, who: Principal, otp_id: str, code: str) -> Ot
     if not await store.finish_otp(otp.id, "verified", now):
         raise ApiError("conflict", "This OTP was already verified; request a new one.", status=409)
     ctx.instruments.otp_verified.labels(who.tenant.id, otp.country, otp.route or "none").inc()
+    await ctx.record_fillback("verified", who.tenant.id, otp.country, otp.route or "none", otp.created_at)
     log.info("otp verified", extra={"otp_id": otp.id, "tenant": who.tenant.id})
     return otp
 

@@ -136,4 +136,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX copies_by_phone ON residency_copies(tenant_id, phone_hmac);
     CREATE INDEX messages_by_created ON messages(created_at);
     """,
+    # 3: tracked short links of marketing messages (bound to the message, never to the number)
+    """
+    CREATE TABLE links (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        url_enc BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX links_by_message ON links(message_id);
+    CREATE INDEX links_by_created ON links(created_at);
+    """,
 ]

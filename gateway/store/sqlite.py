@@ -191,6 +191,7 @@ class SqliteEngine:
         ("messages", "phone_enc", "'phone'"),
         ("messages", "payload_enc", "CASE WHEN kind = 'otp' THEN 'otp_code' ELSE 'body' END"),
         ("residency_copies", "phone_enc", "'phone'"),
+        ("links", "url_enc", "'link_url'"),
     )
 
     async def count_stale_sealed(self) -> int:

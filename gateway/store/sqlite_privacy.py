@@ -264,6 +264,31 @@ class PrivacyMixin(SqliteEngine):
             ]
         )
 
+    # ------------------------------------------------------------------ tracked links
+    async def insert_links(
+        self, tenant_id: str, message_id: str, links: list[tuple[str, str]], now: float
+    ) -> None:
+        """``links``: (link id, URL); URLs are sealed (they may carry personal data)."""
+        await self._write(
+            [
+                (
+                    "INSERT INTO links(id, tenant_id, message_id, url_enc, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (link_id, tenant_id, message_id, self.keyring.seal(url.encode(), "link_url"), now),
+                )
+                for link_id, url in links
+            ]
+        )
+
+    async def get_link(self, link_id: str) -> tuple[str, str, str] | None:
+        """(tenant id, message id, URL) of a link."""
+        row = await self._read_one(
+            "SELECT tenant_id, message_id, url_enc FROM links WHERE id = ?", (link_id,)
+        )
+        if row is None:
+            return None
+        return str(row[0]), str(row[1]), self.keyring.open(row[2], "link_url").decode()
+
     # ------------------------------------------------------------------ retention
     async def purge(self, policy: RetentionPolicy, now: float) -> dict[str, int]:
         """Delete what outlived its class's time to live, in batches of PURGE_BATCH rows per transaction
@@ -311,6 +336,11 @@ class PrivacyMixin(SqliteEngine):
                 policy.privacy_requests,
                 "DELETE FROM privacy_requests WHERE rowid IN ("
                 "SELECT rowid FROM privacy_requests WHERE received_at < ? LIMIT ?)",
+            ),
+            (
+                "links",
+                policy.messages,
+                "DELETE FROM links WHERE rowid IN (SELECT rowid FROM links WHERE created_at < ? LIMIT ?)",
             ),
             (
                 "copies",
