@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 
@@ -54,6 +55,10 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
                 raise
             status = e.status
             return error_response(ApiError(code, message, status=e.status), rid)
+        except sqlite3.Error:
+            log.exception("store unavailable", extra={"path": request.path})
+            status = 503
+            return error_response(ApiError("unavailable", "The store cannot be reached; retry shortly."), rid)
         except Exception:
             log.exception("unhandled error", extra={"path": request.path})
             status = 500
