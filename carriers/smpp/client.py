@@ -179,7 +179,7 @@ class _Link:
             self.timer = None
         if session is not None:
             self._handle(session.connection_lost())
-            if session.peer_system_id or exc is not None:
+            if not self.carrier.closing and (session.peer_system_id or exc is not None):
                 log.warning(
                     "SMPP connection lost",
                     extra={"carrier": self.carrier.name, "bind": self.index, "error": str(exc or "")},
