@@ -103,7 +103,7 @@ class Dispatcher:
         self.worker_id = worker_id
         self.on_sent = on_sent
         self.clock = clock
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queue: asyncio.Queue[str | MessageRecord] = asyncio.Queue()
         self._queued: set[str] = set()
         self._workers: list[asyncio.Task[None]] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -112,11 +112,18 @@ class Dispatcher:
         self._early_receipts: dict[tuple[str, str], tuple[DeliveryReceipt, float]] = {}
 
     # ------------------------------------------------------------------ intake
-    def notify(self, message_id: str) -> None:
-        """A message was committed as queued: send it soon."""
+    def lease(self, now: float) -> tuple[str, float]:
+        """(worker, until) for a message the request path inserts already claimed by this process:
+        it needs no claim write, and the sweep of any process takes it over if this one dies."""
+        return self.worker_id, now + self.settings.claim_lease_seconds
+
+    def notify(self, message: str | MessageRecord) -> None:
+        """A message was committed: send it soon. A record inserted already claimed by this worker
+        (``lease``) is handed over as is; an id is claimed first."""
+        message_id = message if isinstance(message, str) else message.id
         if message_id not in self._queued:
             self._queued.add(message_id)
-            self._queue.put_nowait(message_id)
+            self._queue.put_nowait(message)
             self.m.dispatch_queue.set(self._queue.qsize())
 
     async def sweep_once(self) -> int:
@@ -171,7 +178,7 @@ class Dispatcher:
     async def _work(self) -> None:
         while True:
             mid = await self._queue.get()
-            self._queued.discard(mid)
+            self._queued.discard(mid if isinstance(mid, str) else mid.id)
             self.m.dispatch_queue.set(self._queue.qsize())
             self._inflight += 1
             try:
@@ -186,13 +193,22 @@ class Dispatcher:
                     self._idle.set()
 
     # ------------------------------------------------------------------ one message
-    async def process(self, message_id: str) -> None:
+    async def process(self, message: str | MessageRecord) -> None:
         now = self.clock()
+        message_id = message if isinstance(message, str) else message.id
         store = self.stores.for_id(message_id)
         if store is None:
             log.error("message id names an unknown region", extra={"message_id": message_id})
             return
-        rec = await store.claim(message_id, self.worker_id, now, self.settings.claim_lease_seconds)
+        rec: MessageRecord | None
+        if (
+            isinstance(message, MessageRecord)
+            and message.claimed_by == self.worker_id
+            and (message.claimed_until or 0) > now + 1.0
+        ):
+            rec = message  # inserted already claimed by us, lease still good: no claim write needed
+        else:
+            rec = await store.claim(message_id, self.worker_id, now, self.settings.claim_lease_seconds)
         if rec is None:
             return  # someone else has it, or it is no longer queued
         if rec.not_before > now + 0.001:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
-from phonenumbers import PhoneNumberType
 
 from gateway.errors import ApiError
 
@@ -17,7 +16,6 @@ phonenumbers.enable_pattern_cache()
 class Number:
     e164: str
     country: str  # ISO 3166-1 alpha-2
-    number_type: int
     calling_code: int
 
 
@@ -37,7 +35,6 @@ def _parse(text: str) -> Number | str:
     return Number(
         phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164),
         region,
-        int(phonenumbers.number_type(num)),
         num.country_code or 0,
     )
 
@@ -48,6 +45,3 @@ def parse_number(text: str) -> Number:
     if isinstance(res, str):
         raise ApiError("invalid_number", f"'to' {res}")
     return res
-
-
-MOBILE_TYPES = frozenset({int(PhoneNumberType.MOBILE), int(PhoneNumberType.FIXED_LINE_OR_MOBILE)})

@@ -46,6 +46,7 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
     if req.category == "marketing" and req.track_links:
         rewritten = rewrite_links(req.body, ctx.settings.public_url, msg_id)
         body, links = rewritten.body, [(link.link_id, link.target_url) for link in rewritten.links]
+    claimer, lease_until = ctx.disp.lease(now)
     rec = MessageRecord(
         id=msg_id,
         tenant_id=who.tenant.id,
@@ -55,7 +56,10 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
         country=num.country,
         sender=req.sender_id,
         payload_enc=ring.seal(body.encode(), "body"),
-        status="queued",
+        status="sending" if not_before <= now else "queued",
+        attempts=1 if not_before <= now else 0,
+        claimed_by=claimer if not_before <= now else None,
+        claimed_until=lease_until if not_before <= now else None,
         created_at=now,
         updated_at=now,
         not_before=not_before,
@@ -65,6 +69,6 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
     await store.insert_message(rec)
     await keep_copy(ctx, region, "message", rec.id, who.tenant.id, num.e164, num.country, now)
     if not_before <= now:
-        ctx.disp.notify(rec.id)
+        ctx.disp.notify(rec)
     log.info("message accepted", extra={"message_id": rec.id, "country": num.country, "kind": req.category})
     return rec

@@ -118,6 +118,7 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
         locale=locale,
         template="otp",
     )
+    claimer, lease_until = ctx.disp.lease(now)
     msg = MessageRecord(
         id=msg_id,
         tenant_id=who.tenant.id,
@@ -127,7 +128,10 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
         country=num.country,
         sender=sender,
         payload_enc=ring.seal(code.encode(), "otp_code"),
-        status="queued",
+        status="sending",
+        attempts=1,
+        claimed_by=claimer,
+        claimed_until=lease_until,
         created_at=now,
         updated_at=now,
         not_before=now,
@@ -138,7 +142,7 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
     )
     await store.insert_otp(otp, msg)
     await keep_copy(ctx, region, "otp", otp_id, who.tenant.id, num.e164, num.country, now)
-    ctx.disp.notify(msg_id)
+    ctx.disp.notify(msg)
     masked = mask_phone(num.e164, num.calling_code)
     log.info(
         "otp accepted",

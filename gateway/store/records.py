@@ -70,3 +70,5 @@ class MessageRecord:
     attempts: int = 0
     segments: int | None = None
     tried_routes: str = ""
+    claimed_by: str | None = None  # the dispatcher holding it (status "sending") until claimed_until
+    claimed_until: float | None = None
