@@ -106,6 +106,7 @@ class _Link:
         self.closed: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
+        self.flush_pending = False
         self.last_bind_error = ""
         self.task: asyncio.Task[None] | None = None
 
@@ -290,8 +291,14 @@ class _Link:
         seq = self.session.submit(pdu, self.loop.time())
         fut: asyncio.Future[SubmitAnswer] = self.loop.create_future()
         self.futures[seq] = fut
-        self._after([])
+        if not self.flush_pending:  # every submit of this loop iteration leaves in one write
+            self.flush_pending = True
+            self.loop.call_soon(self._flush)
         return fut
+
+    def _flush(self) -> None:
+        self.flush_pending = False
+        self._after([])
 
     def unbind(self) -> None:
         if self.session is not None:
@@ -449,13 +456,11 @@ class SmppCarrier:
     async def _answers(self, futures: list[asyncio.Future[SubmitAnswer]]) -> list[SubmitAnswer]:
         if not futures:
             return []
-        if all(f.done() for f in futures):
-            return [f.result() for f in futures]
-        # the session resolves every future by response_timeout; the extra margin only guards the driver
-        done, _ = await asyncio.wait(futures, timeout=self.response_timeout + 5.0)
-        return [
-            f.result() if f in done else SubmitFailed(0, "no answer (driver safety timeout)") for f in futures
-        ]
+        # no timeout here: the session answers every submit_sm by response_timeout (SubmitFailed), and
+        # a lost connection answers all of its outstanding ones
+        if len(futures) == 1:
+            return [await futures[0]]
+        return list(await asyncio.gather(*futures))
 
     async def close(self) -> None:
         """Stop taking submissions, let the outstanding ones finish for up to ``close_grace`` seconds,

@@ -50,8 +50,9 @@ class _BodyError(ValueError):
     pass
 
 
-def encode(pdu: Pdu) -> bytes:
-    """The PDU's octets. ValueError when a field does not fit its SMPP type (too long, not ASCII)."""
+def encode(pdu: Pdu, sequence: int | None = None) -> bytes:
+    """The PDU's octets, with ``sequence`` instead of ``pdu.sequence`` when given. ValueError when a
+    field does not fit its SMPP type (too long, not ASCII)."""
     cls = type(pdu)
     parts: list[bytes] = []
     if not (cls.BODY_OPTIONAL and pdu.status != 0 and _body_empty(pdu)):
@@ -75,7 +76,8 @@ def encode(pdu: Pdu) -> bytes:
                 parts.append(_TLV_HEAD.pack(t.tag, len(t.value)))
                 parts.append(t.value)
     body = b"".join(parts)
-    return HEADER.pack(HEADER_LEN + len(body), cls.COMMAND, pdu.status, pdu.sequence) + body
+    seq = pdu.sequence if sequence is None else sequence
+    return HEADER.pack(HEADER_LEN + len(body), cls.COMMAND, pdu.status, seq) + body
 
 
 def _body_empty(pdu: PduBase) -> bool:

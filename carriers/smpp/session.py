@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 from carriers.smpp.codec import Framer, FramingError, SmppError, encode
@@ -402,7 +402,7 @@ class Session:
         if ready > now:
             raise SessionError(f"submit not allowed before {ready:.3f} (throttled or over TPS)")
         seq = self._next_sequence()
-        data = encode(replace(pdu, sequence=seq))
+        data = encode(pdu, sequence=seq)
         if self._bucket is not None:
             self._bucket.take(now)
         self._pending[seq] = _Pending(CommandId.SUBMIT_SM, now + self.response_timeout)
