@@ -243,3 +243,25 @@ async def test_several_transmitter_binds_and_a_receiver(node_smsc: StartPeer, re
         assert {r.carrier_message_id for r in got} == {r.carrier_message_id for r in results}
     finally:
         await c.close()
+
+
+async def test_unanswered_submits_time_out_and_free_the_window(
+    node_smsc: StartPeer, receipts: Receipts
+) -> None:
+    peer = node_smsc("drop", "tlv", "--drop-after", "1000")  # holds every submit_sm, never answers
+    c = carrier(peer, window=1, response_timeout=0.3)
+    await c.start(receipts)
+    try:
+        first, second = await asyncio.gather(c.submit(OTP), c.submit(OTP))
+        for r in (first, second):
+            assert (r.outcome, r.error_code, r.maybe_accepted) == (
+                SubmitOutcome.TEMPORARY,
+                "no_response",
+                True,
+            )
+            assert r.reason == "no submit_sm_resp within 0.3s"
+        held = await peer.wait_for("submit_held", 2)
+        assert len(held) == 2  # the second waited for the first one's slot, then went
+        assert c.is_up()
+    finally:
+        await c.close()

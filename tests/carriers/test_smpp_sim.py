@@ -293,3 +293,18 @@ async def test_start_smpp_server(receipts: Receipts) -> None:
         await c.close()
         server.close()
     assert inbox == [OTP.text]
+
+
+async def test_tps_limit_per_bind(sim_smsc: StartSim, receipts: Receipts) -> None:
+    running = await sim_smsc(receipt_rate=0.0)
+    c = carrier(running, tps=20.0, window=10)
+    await c.start(receipts)
+    try:
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(c.submit(OTP) for _ in range(10)))
+        elapsed = time.perf_counter() - t0
+    finally:
+        await c.close()
+    assert all(r.outcome is SubmitOutcome.ACCEPTED for r in results)
+    assert elapsed >= 0.38  # a burst of 2, then 8 more at 20/s
+    assert elapsed < 2.0
