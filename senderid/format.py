@@ -44,6 +44,7 @@ SHORT_CODE_MIN = 3
 SHORT_CODE_MAX = 8
 E164_MAX_DIGITS = 15
 ALPHA_SAFE = re.compile(r"[A-Za-z0-9 .\-&_]")
+_ALPHA_SAFE_RUN = re.compile(r"[A-Za-z0-9 .\-&_]+")
 _LETTER = re.compile(r"[A-Za-z]")
 _DIGITS = re.compile(r"\+?[0-9]+")
 
@@ -152,7 +153,11 @@ def _alphanumeric_errors(sender: str) -> list[FormatIssue]:
                 f"an alphanumeric sender may have at most {ALPHA_MAX} characters; it has {n}",
             )
         )
-    bad = sorted({c for c in sender if not ALPHA_SAFE.fullmatch(c)})
+    bad = (
+        []
+        if _ALPHA_SAFE_RUN.fullmatch(sender)
+        else sorted({c for c in sender if not ALPHA_SAFE.fullmatch(c)})
+    )
     if bad:
         shown = " ".join(repr(c) for c in bad[:10])
         errors.append(

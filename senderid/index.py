@@ -150,9 +150,11 @@ class SenderIndex:
 
     __slots__ = (
         "_approved",
+        "_cache_size",
+        "_decisions",
         "_fallbacks",
         "_format_cache",
-        "_format_cache_size",
+        "_needs",
         "_requirements",
         "_rules",
         "_templates",
@@ -165,13 +167,15 @@ class SenderIndex:
         approvals: Iterable[Approval] = (),
         fallbacks: Mapping[str, str] | None = None,
         *,
-        format_cache_size: int = 8192,
+        cache_size: int = 8192,
     ) -> None:
         self._rules = rules
         self._fallbacks = dict(fallbacks or {})
         self._format_cache: dict[tuple[str, str], FormatResult] = {}
-        self._format_cache_size = format_cache_size
+        self._cache_size = cache_size
+        self._decisions: dict[tuple[str, str | None, str], SendDecision] = {}
         self._requirements: dict[str, Requirements] = {}
+        self._needs: dict[str, str] = {}
         self._approved: dict[tuple[str, str, str], frozenset[str] | None] = {}
         self.skipped: list[str] = []
         by_tenant_country: dict[tuple[str, str], dict[str, Template]] = {}
@@ -208,12 +212,18 @@ class SenderIndex:
             req = self._requirements[rule.iso2] = Requirements.of(rule)
         return req
 
+    def _needs_text(self, iso2: str) -> str:
+        text = self._needs.get(iso2)
+        if text is None:
+            text = self._needs[iso2] = self.requirements(iso2).describe()
+        return text
+
     def _format(self, sender: str, rule: CountryRule) -> FormatResult:
         key = (sender, rule.iso2)
         result = self._format_cache.get(key)
         if result is None:
             result = check_sender_format(sender, rule)
-            if len(self._format_cache) >= self._format_cache_size:
+            if len(self._format_cache) >= self._cache_size:
                 self._format_cache.clear()
             self._format_cache[key] = result
         return result
@@ -240,7 +250,21 @@ class SenderIndex:
         self, tenant_id: str, sender: str | None, country: str, text: str | None = None
     ) -> SendDecision:
         """Decide for one message: ``country`` is the destination's ISO2 code, ``text`` the body if known."""
+        key = (tenant_id, sender, country)
+        cached = self._decisions.get(key)
+        if cached is not None:
+            return cached
         rule = self._rules.country(country)
+        decision = self._decide(tenant_id, sender, rule, text)
+        if not rule.templates_enforced:  # the decision does not depend on the text: keep it
+            if len(self._decisions) >= self._cache_size:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
+
+    def _decide(
+        self, tenant_id: str, sender: str | None, rule: CountryRule, text: str | None
+    ) -> SendDecision:
         if not sender:
             fb = self._fallback(tenant_id, rule, None)
             if fb is not None:
@@ -307,9 +331,7 @@ class SenderIndex:
     def _refusal(self, sender: str, rule: CountryRule, j: _Judgement) -> str:
         where = f"{rule.name} ({rule.iso2})" if rule.name != rule.iso2 else rule.iso2
         if j.code == SENDER_NOT_REGISTERED:
-            return (
-                f"Sender '{sender}' is not registered for {where}. {self.requirements(rule.iso2).describe()}"
-            )
+            return f"Sender '{sender}' is not registered for {where}. {self._needs_text(rule.iso2)}"
         return (
             f"Sender '{sender}' cannot be used for {where}: "
             + "; ".join(e.message for e in j.result.errors)

@@ -81,10 +81,18 @@ class CompiledTemplate:
                 m = run.match(body, p)
                 if m is None:
                     continue
-                for end in range(max(p + 1, covered + 1), m.end() + 1):
-                    if body.startswith(literal, end):
-                        reached.add(end + len(literal))
-                covered = max(covered, m.end())
+                lo, hi = max(p + 1, covered + 1), m.end()
+                if lo > hi:
+                    continue
+                covered = hi
+                if not literal:
+                    reached.update(range(lo, hi + 1))
+                    continue
+                size = len(literal)
+                i = body.find(literal, lo, hi + size)
+                while i != -1:
+                    reached.add(i + size)
+                    i = body.find(literal, i + 1, hi + size)
             if not reached:
                 return False
             positions = sorted(reached)
