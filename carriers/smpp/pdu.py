@@ -72,7 +72,7 @@ _R, _O, _P, _T = (
 # SMPP 3.4 section 5.1.3, with the retry class we give each code.
 _STATUS_ROWS: tuple[tuple[int, str, str, RetryClass], ...] = (
     (0x00, "ESME_ROK", "no error", RetryClass.OK),
-    (0x01, "ESME_RINVMSGLEN", "message length is invalid", _P),
+    (0x01, "ESME_RINVMSGLEN", "message length is invalid", _O),
     (0x02, "ESME_RINVCMDLEN", "command length is invalid", _O),
     (0x03, "ESME_RINVCMDID", "invalid command id", _O),
     (0x04, "ESME_RINVBNDSTS", "incorrect bind status for the command", _R),
