@@ -161,8 +161,11 @@ class SmppSim:
     def expire_partials(self, now: float) -> None:
         limit = now - self.options.reassembly_timeout
         for key in [k for k, p in self.partials.items() if p.started < limit]:
-            del self.partials[key]
-            log.info("incomplete concatenated message dropped", extra={"first_id": key})
+            partial = self.partials.pop(key)
+            log.info(
+                "incomplete concatenated message dropped",
+                extra={"first_id": partial.first_id, "parts": len(partial.parts), "total": partial.total},
+            )
 
 
 async def start_smpp_server(

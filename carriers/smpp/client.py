@@ -440,11 +440,7 @@ class SmppCarrier:
         for pdu in pdus:
             link = await self._acquire(prefer=link)
             if link is None:
-                failure = SubmitResult(
-                    SubmitOutcome.TEMPORARY,
-                    error_code="not_bound" if not self.is_up() else "window_full",
-                    reason="no SMPP bind up" if not self.is_up() else "no free window slot in time",
-                )
+                failure = self._no_slot()
                 break
             try:
                 futures.append(link.send(pdu))
@@ -452,6 +448,21 @@ class SmppCarrier:
                 return SubmitResult(SubmitOutcome.PERMANENT, error_code="invalid_message", reason=str(e))
         answers = await self._answers(futures)
         return _result(answers, len(pdus), failure)
+
+    def _no_slot(self) -> SubmitResult:
+        """Why no slot could be had within response_timeout."""
+        if self.closing:
+            return SubmitResult(SubmitOutcome.TEMPORARY, error_code="closing", reason="carrier closing")
+        if not self.is_up():
+            return SubmitResult(SubmitOutcome.TEMPORARY, error_code="not_bound", reason="no SMPP bind up")
+        now = asyncio.get_running_loop().time()
+        if any(link.session is not None and link.session.throttled_until > now for link in self._senders):
+            return SubmitResult(
+                SubmitOutcome.THROTTLED, error_code="throttled", reason="held back by the SMSC's throttling"
+            )
+        return SubmitResult(
+            SubmitOutcome.TEMPORARY, error_code="window_full", reason="no free window slot in time"
+        )
 
     async def _answers(self, futures: list[asyncio.Future[SubmitAnswer]]) -> list[SubmitAnswer]:
         if not futures:

@@ -337,6 +337,11 @@ class Session:
     def free_slots(self) -> int:
         return self.window - self._submits
 
+    @property
+    def throttled_until(self) -> float:
+        """The end of the current throttle backoff (in the past when not throttled)."""
+        return self._throttle_until
+
     def ready_at(self, now: float) -> float | None:
         """When the next submit_sm may go: ``now`` or later (throttle backoff, TPS limit), or None
         when it cannot go at all (not bound for sending, or the window is full)."""

@@ -308,3 +308,25 @@ async def test_tps_limit_per_bind(sim_smsc: StartSim, receipts: Receipts) -> Non
     assert all(r.outcome is SubmitOutcome.ACCEPTED for r in results)
     assert elapsed >= 0.38  # a burst of 2, then 8 more at 20/s
     assert elapsed < 2.0
+
+
+async def test_a_submit_held_back_by_throttling_gives_up_in_time(
+    sim_smsc: StartSim, receipts: Receipts
+) -> None:
+    running = await sim_smsc(throttle_rate=1.0)
+    c = carrier(running, response_timeout=0.3, throttle_backoff=(5.0, 10.0))
+    await c.start(receipts)
+    try:
+        first = await c.submit(OTP)
+        assert (first.outcome, first.error_code) == (SubmitOutcome.THROTTLED, "ESME_RTHROTTLED")
+        t0 = time.perf_counter()
+        second = await c.submit(OTP)  # the bind is held back for 5 s: wait no longer than 0.3 s
+        assert time.perf_counter() - t0 < 1.0
+        assert (second.outcome, second.error_code, second.maybe_accepted) == (
+            SubmitOutcome.THROTTLED,
+            "throttled",
+            False,
+        )
+        assert running.sim.stats.submit_sm == 1  # the second one never left
+    finally:
+        await c.close()
