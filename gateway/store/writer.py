@@ -1,18 +1,21 @@
 """Group commit, pipelined: one transaction per batch, one thread hop per batch.
 
-Callers ``await writer.run(statements)``. Writes queue up while the previous transaction commits in
-the writer's own thread (the fsync releases the GIL, so the loop keeps serving); when it is done,
-everything queued meanwhile goes out as the next single transaction. N concurrent requests cost one
-fsync instead of N, and a caller resumes only after its own transaction committed. If a batch fails,
-each operation is retried alone so one bad statement fails only its own caller.
+Callers ``await writer.run(statements)``. The loop's thread runs BEGIN and the batch's statements
+(each takes microseconds); the COMMIT, whose fsync is the slow part, runs in the writer's thread,
+which releases the GIL while it waits. Writes queued meanwhile form the next batch, which starts when
+that commit returns. N concurrent requests cost one fsync instead of N, and a caller resumes only
+after its own transaction committed. If a batch fails, each operation is retried alone so one bad
+statement fails only its own caller.
 
-Why not a thread hop per statement (aiosqlite's ``execute``): measured here, the GIL hand-offs of
-per-statement hops cost more than the writes themselves under load.
+Why statements on the loop's thread: measured here, running them in another thread made every
+statement wait for the GIL (up to the 5 ms switch interval) behind the busy loop, and the writer
+thread became the bottleneck; per-statement thread hops (aiosqlite's ``execute``) were worse still.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -76,35 +79,56 @@ class GroupWriter:
             self._busy = False
             self._idle.set()
             return
-        job = loop.run_in_executor(self._pool, self._commit, batch)
-        job.add_done_callback(lambda j: self._done(loop, batch, j))
+        try:
+            results: list[WriteResult | sqlite3.Error] = list(self._execute(batch))
+        except sqlite3.Error:
+            # isolate the failing operation(s): each alone, committed at once (rare, so on the loop)
+            results = []
+            for op in batch:
+                try:
+                    out = self._execute([op])
+                    self._db.execute("COMMIT")
+                    results.append(out[0])
+                except sqlite3.Error as e:
+                    results.append(e)
+            self._finish(loop, batch, results)
+            return
+        job = loop.run_in_executor(self._pool, self._commit)
+        job.add_done_callback(lambda j: self._committed(loop, batch, results, j))
 
-    def _done(self, loop: asyncio.AbstractEventLoop, batch: list[_Op], job: asyncio.Future[Any]) -> None:
+    def _committed(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[_Op],
+        results: list[WriteResult | sqlite3.Error],
+        job: asyncio.Future[None],
+    ) -> None:
+        exc = job.exception()
+        if exc is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            results = [exc if isinstance(exc, sqlite3.Error) else sqlite3.OperationalError(str(exc))] * len(
+                batch
+            )
+        self._finish(loop, batch, results)
+
+    def _finish(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_Op], results: list[WriteResult | sqlite3.Error]
+    ) -> None:
         self.batches += 1
         self.operations += len(batch)
-        exc = job.exception()
-        results = [exc] * len(batch) if exc is not None else job.result()
         for op, res in zip(batch, results, strict=True):
             if op.future.done():
                 continue
-            if isinstance(res, BaseException):
+            if isinstance(res, sqlite3.Error):
                 op.future.set_exception(res)
             else:
                 op.future.set_result(res)
         self._next_batch(loop)
 
-    def _commit(self, batch: list[_Op]) -> list[WriteResult | sqlite3.Error]:
-        """In the writer thread: the batch as one transaction, or each alone if the batch fails."""
-        try:
-            return list(self._apply(batch))
-        except sqlite3.Error:
-            results: list[WriteResult | sqlite3.Error] = []
-            for op in batch:
-                try:
-                    results.append(self._apply([op])[0])
-                except sqlite3.Error as e:
-                    results.append(e)
-            return results
+    def _commit(self) -> None:
+        """In the writer thread: COMMIT, i.e. the fsync, which releases the GIL while it waits."""
+        self._db.execute("COMMIT")
 
     async def close(self) -> None:
         """Commit what is queued, then stop the thread."""
@@ -112,7 +136,9 @@ class GroupWriter:
         self._closed = True
         self._pool.shutdown(wait=True)
 
-    def _apply(self, batch: list[_Op]) -> list[WriteResult]:
+    def _execute(self, batch: list[_Op]) -> list[WriteResult]:
+        """On the loop's thread: BEGIN and every statement of the batch (microseconds each); the
+        transaction stays open for ``_commit``. Rolled back if a statement fails."""
         db = self._db
         out: list[WriteResult] = []
         db.execute("BEGIN IMMEDIATE")
@@ -128,7 +154,6 @@ class GroupWriter:
                         rows = cur.fetchall()
                     rowcount = cur.rowcount
                 out.append(WriteResult(rowcount, rows))
-            db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
