@@ -24,8 +24,10 @@ from prometheus_client import (
 )
 
 from carriers.base import Carrier
+from carriers.encoding import count_segments
 from carriers.http import HttpCarrier
 from carriers.routing import Route
+from carriers.smpp import SmppCarrier
 from gateway import __version__
 from gateway.api.registry import ROUTES
 from gateway.config import Settings
@@ -186,10 +188,28 @@ def create_app(
         for c in settings.carriers:
             if c.type == "http":
                 carriers[c.name] = HttpCarrier(
-                    c.name, c.url, session, timeout=c.timeout_seconds, batch_max=c.batch_max
+                    c.name,
+                    c.url,
+                    session,
+                    timeout=c.timeout_seconds,
+                    batch_max=c.batch_max,
+                    segment_counter=count_segments,
                 )
             else:
-                raise ValueError(f"carrier {c.name}: type {c.type!r} is not available in this build")
+                carriers[c.name] = SmppCarrier(
+                    c.name,
+                    c.host,
+                    c.port,
+                    c.system_id,
+                    c.password,
+                    system_type=c.system_type,
+                    bind_mode=c.bind_mode,
+                    binds=c.binds,
+                    window=c.window,
+                    tps=c.tps or None,
+                    enquire_link_interval=c.enquire_link_seconds,
+                    response_timeout=c.timeout_seconds,
+                )
         ctx.table = CarrierRoutes(routes_from(settings), carriers)
         yield
         for carrier in carriers.values():
@@ -231,6 +251,13 @@ def create_app(
         ctx.dispatcher = dispatcher
         for carrier in ctx.routes.carriers.values():
             await carrier.start(dispatcher.on_receipt)
+        for (
+            carrier
+        ) in ctx.routes.carriers.values():  # give binds a moment, so the first requests find a route
+            if isinstance(carrier, SmppCarrier):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(3.0):
+                        await carrier.wait_up()
         await dispatcher.start()
         ctx.ready = True
         yield

@@ -86,6 +86,9 @@ class CarrierSettings:
     port: int = 2775
     system_id: str = ""
     password: str = ""
+    system_type: str = ""
+    bind_mode: str = "trx"  # trx | tx (transmitters plus one receiver for receipts)
+    enquire_link_seconds: float = 30.0
     binds: int = 1
     window: int = 10
     tps: float = 0.0  # 0 = unlimited
@@ -147,8 +150,17 @@ class Settings:
         return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
 
 
-SIM_CARRIER = CarrierSettings(name="sim", type="http", url="http://127.0.0.1:8025/messages", batch_max=100)
-SIM_ROUTE = RouteSettings(name="sim-default", carrier="sim")
+# the sim-carrier's two sides: SMPP (preferred, as real carriers) and HTTP (the fallback route)
+SIM_CARRIERS = [
+    CarrierSettings(
+        name="sim", type="smpp", host="127.0.0.1", port=2775, system_id="smsgw", password="secret", window=50
+    ),
+    CarrierSettings(name="sim-http", type="http", url="http://127.0.0.1:8025/messages", batch_max=100),
+]
+SIM_ROUTES = [
+    RouteSettings(name="sim-default", carrier="sim", priority=10),
+    RouteSettings(name="sim-http", carrier="sim-http", price=0.012, priority=20),
+]
 
 _ENV = {
     "SMSGW_DB": "db_path",
@@ -172,6 +184,7 @@ _CHECKS: dict[str, Any] = {
     "dispatch.sweep_interval_seconds": lambda v: 0.05 <= v <= 60 or "must be between 0.05 and 60",
     "dispatch.max_attempts": lambda v: 1 <= v <= 100 or "must be between 1 and 100",
     "carriers.type": lambda v: v in ("http", "smpp") or "must be http or smpp",
+    "carriers.bind_mode": lambda v: v in ("trx", "tx") or "must be trx or tx",
     "carriers.binds": lambda v: 1 <= v <= 64 or "must be between 1 and 64",
     "carriers.window": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
     "carriers.batch_max": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
@@ -323,9 +336,7 @@ def load(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
     if settings is None or problems:
         raise ConfigError(problems or ["configuration could not be read"])
     if not settings.carriers:
-        settings = dataclasses.replace(
-            settings, carriers=[SIM_CARRIER], routes=settings.routes or [SIM_ROUTE]
-        )
+        settings = dataclasses.replace(settings, carriers=SIM_CARRIERS, routes=settings.routes or SIM_ROUTES)
     settings = dataclasses.replace(settings, source=source)
     _cross_checks(settings, problems)
     if problems:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from carriers.sim.http_server import Inbox, SimHttp, SimOptions
+from carriers.sim.smpp_server import SmppSim, SmppSimOptions
 
 log = logging.getLogger("smsgw.sim")
 
@@ -44,6 +45,21 @@ async def run_sim_carrier(opts: SimCarrierOptions, stop: asyncio.Event | None = 
     runner = web.AppRunner(sim.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, opts.host, opts.http_port).start()
+    smpp: SmppSim | None = None
+    if opts.smpp_port:
+        smpp = SmppSim(
+            lambda sender, to, text: inbox.add(sender, to, text)[0],
+            SmppSimOptions(
+                latency_ms=opts.latency_ms,
+                failure_rate=opts.failure_rate,
+                throttle_rate=opts.throttle_rate,
+                receipt_rate=opts.receipt_rate,
+                receipt_delay_ms=opts.receipt_delay_ms,
+                undeliverable_rate=opts.undeliverable_rate,
+                seed=opts.seed,
+            ),
+        )
+        await smpp.start(opts.host, opts.smpp_port)
     log.info("sim-carrier listening", extra={"http_port": opts.http_port, "smpp_port": opts.smpp_port})
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -52,4 +68,6 @@ async def run_sim_carrier(opts: SimCarrierOptions, stop: asyncio.Event | None = 
     try:
         await stop.wait()
     finally:
+        if smpp is not None:
+            await smpp.close()
         await runner.cleanup()
