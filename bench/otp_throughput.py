@@ -116,7 +116,7 @@ def main() -> int:
         wait_port(port)
 
     try:
-        sim_port, gw_port, bare_port = free_port(), free_port(), free_port()
+        sim_port, smpp_port, gw_port, bare_port = free_port(), free_port(), free_port(), free_port()
         start(
             PY,
             "-m",
@@ -125,16 +125,19 @@ def main() -> int:
             "--http-port",
             str(sim_port),
             "--smpp-port",
-            "0",
-            "--receipt-rate",
-            "1",
+            str(smpp_port),
             port=sim_port,
         )
+        wait_port(smpp_port)
+        # the embedded default's carriers (HTTP bulk first, SMPP as fallback), on this run's free ports
         (work / "smsgw.toml").write_text(
             f'[server]\nport = {gw_port}\nlog_level = "warning"\n[otp]\nmax_per_number_per_hour = 1000\n'
-            f'[[carriers]]\nname = "sim"\ntype = "http"\nbatch_max = 100\n'
+            f'[[carriers]]\nname = "sim"\ntype = "smpp"\nport = {smpp_port}\nsystem_id = "smsgw"\n'
+            f'password = "secret"\nwindow = 50\n'
+            f'[[carriers]]\nname = "sim-http"\ntype = "http"\nbatch_max = 100\n'
             f'url = "http://127.0.0.1:{sim_port}/messages"\n'
-            f'[[routes]]\nname = "sim-default"\ncarrier = "sim"\n'
+            f'[[routes]]\nname = "sim-default"\ncarrier = "sim-http"\npriority = 10\n'
+            f'[[routes]]\nname = "sim-smpp"\ncarrier = "sim"\nprice = 0.012\npriority = 20\n'
         )
         start(PY, "-m", "gateway", "serve", "--config", str(work / "smsgw.toml"), port=gw_port)
         start(PY, str(ROOT / "bench" / "bare_handler.py"), str(bare_port), port=bare_port)

@@ -150,7 +150,8 @@ class Settings:
         return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
 
 
-# the sim-carrier's two sides: SMPP (preferred, as real carriers) and HTTP (the fallback route)
+# the sim-carrier's two sides. HTTP with bulk submission goes first: measured here it costs the gateway
+# less CPU per message than our pure-Python SMPP client (bench/otp_throughput.py); SMPP is the fallback.
 SIM_CARRIERS = [
     CarrierSettings(
         name="sim", type="smpp", host="127.0.0.1", port=2775, system_id="smsgw", password="secret", window=50
@@ -158,8 +159,8 @@ SIM_CARRIERS = [
     CarrierSettings(name="sim-http", type="http", url="http://127.0.0.1:8025/messages", batch_max=100),
 ]
 SIM_ROUTES = [
-    RouteSettings(name="sim-default", carrier="sim", priority=10),
-    RouteSettings(name="sim-http", carrier="sim-http", price=0.012, priority=20),
+    RouteSettings(name="sim-default", carrier="sim-http", priority=10),
+    RouteSettings(name="sim-smpp", carrier="sim", price=0.012, priority=20),
 ]
 
 _ENV = {

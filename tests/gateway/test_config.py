@@ -14,7 +14,7 @@ def test_defaults_route_everything_to_the_sim_carrier() -> None:
     assert s.db_path == "./smsgw.db" and s.redis_url == "" and s.server.port == 8080
     assert [(c.name, c.type, c.port) for c in s.carriers[:1]] == [("sim", "smpp", 2775)]
     assert s.carriers[1].url == "http://127.0.0.1:8025/messages"
-    assert [r.name for r in s.routes] == ["sim-default", "sim-http"]  # SMPP first, HTTP as the fallback
+    assert [(r.name, r.carrier) for r in s.routes] == [("sim-default", "sim-http"), ("sim-smpp", "sim")]
     assert s.otp.code_length == 6 and s.otp.ttl_seconds == 300 and s.otp.max_attempts == 5
 
 
