@@ -148,4 +148,41 @@ MIGRATIONS: list[str] = [
     CREATE INDEX links_by_message ON links(message_id);
     CREATE INDEX links_by_created ON links(created_at);
     """,
+    # 4: sender-ID registrations and documents, brand profiles, tenant settings, webhooks, brand class
+    """
+    CREATE TABLE sender_registrations (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX sender_registrations_by_tenant ON sender_registrations(tenant_id, created_at);
+    CREATE TABLE sender_documents (
+        id TEXT PRIMARY KEY,
+        registration_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        code TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        content_enc BLOB NOT NULL,
+        uploaded_at REAL NOT NULL
+    );
+    CREATE INDEX sender_documents_by_registration ON sender_documents(registration_id);
+    CREATE TABLE brand_profiles (
+        tenant_id TEXT PRIMARY KEY,
+        profile TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    ALTER TABLE tenants ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE tenant_webhooks (
+        tenant_id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret_enc BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    ALTER TABLE messages ADD COLUMN brand_class TEXT NOT NULL DEFAULT 'international';
+    """,
 ]

@@ -72,3 +72,4 @@ class MessageRecord:
     tried_routes: str = ""
     claimed_by: str | None = None  # the dispatcher holding it (status "sending") until claimed_until
     claimed_until: float | None = None
+    brand_class: str = "international"  # of the tenant's brand in the destination country (routing)
