@@ -37,17 +37,20 @@ from gateway.middleware import edge
 from gateway.privacy.crypto import decode_master_key, new_master_key
 from gateway.privacy.quiet import load_rules as load_quiet_rules
 from gateway.services.otp import render_message
+from gateway.services.senderid import SenderIds
 from gateway.state import FallbackState, MemoryState, RedisState, redis_client
 from gateway.store import RetentionPolicy, SqliteStore
 from gateway.store.records import MessageRecord
 from gateway.store.router import Stores
 from metrics.fillback import MemoryFillback, RedisFillback
 from metrics.instruments import create_instruments
+from senderid import load_rules as load_senderid_rules
 
 log = logging.getLogger("smsgw.app")
 
 # modules whose @endpoint declarations make up the API (imported for that effect)
 ENDPOINT_MODULES = (
+    "gateway.api.senderid",
     "gateway.api.ops",
     "gateway.api.v1",
     "gateway.api.privacy",
@@ -108,6 +111,9 @@ async def maintenance(ctx: Context) -> None:
     while True:
         await asyncio.sleep(5.0)
         try:
+            senderids = ctx.extras.get("senderids")
+            if isinstance(senderids, SenderIds):
+                await senderids.poll()
             for _, store in ctx.regions.all():
                 if await store.refresh_keyring():
                     log.info("new data key loaded", extra={"active_key": store.keyring.active_id})
@@ -156,7 +162,10 @@ def create_app(
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
     ctx = Context(settings=settings, instruments=create_instruments(registry, __version__), clock=clock)
-    app = web.Application(middlewares=[edge], client_max_size=settings.server.max_body_bytes)
+    # uploads (sender-ID documents) may be larger than JSON bodies, which json_body() limits itself
+    app = web.Application(
+        middlewares=[edge], client_max_size=max(settings.server.max_body_bytes, 6 * 1024 * 1024)
+    )
     app[CTX] = ctx
     for e in ROUTES:
         app.router.add_route(e.method, e.path, e.handler)
@@ -166,6 +175,9 @@ def create_app(
         await stores.open()
         ctx.stores = stores
         ctx.extras["receipt_token"] = stores.control.keyring.lookup("carrier-receipts").hex()[:32]
+        senderids = SenderIds(load_senderid_rules(settings.senderid_countries or None), stores.control, clock)
+        await senderids.poll()
+        ctx.extras["senderids"] = senderids
         yield
         await stores.close()
 

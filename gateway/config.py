@@ -143,6 +143,9 @@ class Settings:
     residency: ResidencySettings = field(default_factory=ResidencySettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     quiet_hours: dict[str, str] = field(default_factory=dict)  # ISO -> window spec, overrides the data file
+    senderid_countries: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # ISO or "*" -> rule overrides
     source: str = "defaults"
 
     @property
@@ -293,6 +296,13 @@ def _cross_checks(s: Settings, problems: list[str]) -> None:
             parse_rule(country, spec)
         except ValueError as e:
             problems.append(f"quiet_hours.{country}: {e}")
+    if s.senderid_countries:
+        from senderid import RulesError, load_rules
+
+        try:
+            load_rules(s.senderid_countries)
+        except RulesError as e:
+            problems.extend(f"senderid_countries: {p}" for p in e.problems)
     if s.otp.default_locale not in s.otp.templates:
         problems.append(f"otp.default_locale: no template for {s.otp.default_locale!r}")
     for loc, text in s.otp.templates.items():

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.config import Settings
 from gateway.dispatch import CarrierRoutes, Dispatcher
+from gateway.services.senderid import SenderIds
 from gateway.state.base import StateBackend
 from gateway.store import SqliteStore
 from gateway.store.router import Stores
@@ -67,6 +68,12 @@ class Context:
         except Exception:  # Redis down: the Prometheus counters still count
             log.warning("fill-back store unavailable", exc_info=True)
             self.instruments.state_backend_errors.labels("fillback").inc()
+
+    @property
+    def senderids(self) -> SenderIds:
+        svc = self.extras.get("senderids")
+        assert isinstance(svc, SenderIds), "sender-ID service not started"
+        return svc
 
     @property
     def routes(self) -> CarrierRoutes:

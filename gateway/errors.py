@@ -31,6 +31,13 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "payload_too_large": (413, "The request body is larger than allowed."),
     "unsupported_media_type": (415, "Send application/json."),
     "sender_not_registered": (422, "The sender ID is not approved for the destination country."),
+    "sender_not_allowed": (
+        422,
+        "The destination country accepts no sender of this kind (e.g. text senders).",
+    ),
+    "invalid_sender": (422, "The sender ID breaks the format rules (length, characters)."),
+    "template_not_registered": (422, "The text matches no template registered for this sender and country."),
+    "invalid_document": (400, "The uploaded document was refused (type, size or name); see reason."),
     "challenge_required": (428, "Prove a human (e.g. CAPTCHA) and retry with the challenge token."),
     "rate_limited": (429, "Too many requests for this scope; retry after the given time."),
     "too_many_attempts": (429, "Too many wrong codes for this OTP."),

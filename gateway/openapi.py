@@ -49,7 +49,11 @@ def build_spec(version: str) -> dict[str, Any]:
             op["parameters"] = params
         if e.scope:
             op["security"] = [{"bearer": []}]
-            op["description"] = f"Needs an API key with the `{e.scope}` scope (or `admin`)."
+            op["description"] = (
+                "Needs any valid API key."
+                if e.scope == "any"
+                else f"Needs an API key with the `{e.scope}` scope (or `admin`)."
+            )
         if e.body is not None:
             op["requestBody"] = {
                 "required": True,

@@ -22,7 +22,7 @@ class Number:
 @lru_cache(maxsize=65536)
 def _parse(text: str) -> Number | str:
     if not text.startswith("+") or not text[1:].isdigit() or not 8 <= len(text) <= 16:
-        return "must be in E.164 form: '+' then 7 to 15 digits, e.g. +447700900123"
+        return "must be in E.164 form: '+' then 7 to 15 digits, e.g. +447400123456"
     try:
         num = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException:

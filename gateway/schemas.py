@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -77,6 +77,20 @@ def decode(body: bytes, typ: type[T]) -> T:
         raise ApiError("invalid_request", str(e)) from None
     except msgspec.DecodeError:
         raise ApiError("invalid_json", "The request body is not valid JSON.") from None
+
+
+async def json_body(request: Any, allow_empty: bool = False) -> bytes:
+    """The raw body of a JSON request, refused with 413 past ``server.max_body_bytes`` (uploads have their
+    own, larger limit)."""
+    from gateway.context import CTX
+
+    limit = request.app[CTX].settings.server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError("payload_too_large", f"Request bodies are limited to {limit} bytes.")
+    body: bytes = await request.read()
+    if len(body) > limit:
+        raise ApiError("payload_too_large", f"Request bodies are limited to {limit} bytes.")
+    return body
 
 
 def json_schema(typ: type) -> dict[str, object]:

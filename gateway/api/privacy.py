@@ -11,7 +11,7 @@ from gateway.auth import authenticate, require
 from gateway.context import CTX
 from gateway.errors import ApiError
 from gateway.ids import new_id
-from gateway.schemas import ConsentRequest, EventRequest, InboundRequest, PhoneRequest, decode
+from gateway.schemas import ConsentRequest, EventRequest, InboundRequest, PhoneRequest, decode, json_body
 from gateway.services import privacy
 
 
@@ -27,7 +27,7 @@ from gateway.services import privacy
 async def export(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "admin")
-    req = decode(await request.read(), PhoneRequest)
+    req = decode(await json_body(request), PhoneRequest)
     return web.json_response(await privacy.export_subject(request.app[CTX], who, req.phone))
 
 
@@ -43,7 +43,7 @@ async def export(request: web.Request) -> web.Response:
 async def erasure(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "admin")
-    req = decode(await request.read(), PhoneRequest)
+    req = decode(await json_body(request), PhoneRequest)
     return web.json_response(await privacy.erase_subject(request.app[CTX], who, req.phone))
 
 
@@ -73,7 +73,7 @@ async def requests(request: web.Request) -> web.Response:
 async def consent(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "send")
-    req = decode(await request.read(), ConsentRequest)
+    req = decode(await json_body(request), ConsentRequest)
     return web.json_response(
         await privacy.set_consent(request.app[CTX], who, req.phone, req.status, req.source)
     )
@@ -92,7 +92,7 @@ async def inbound(request: web.Request) -> web.Response:
     expected = ctx.extras.get("receipt_token")
     if not isinstance(expected, str) or not hmac.compare_digest(request.query.get("token", ""), expected):
         raise ApiError("unauthorized", "Bad carrier token.")
-    req = decode(await request.read(), InboundRequest)
+    req = decode(await json_body(request), InboundRequest)
     return web.json_response(await privacy.inbound(ctx, req.from_, req.to, req.text))
 
 
@@ -139,7 +139,7 @@ async def events(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "send")
     ctx = request.app[CTX]
-    req = decode(await request.read(), EventRequest)
+    req = decode(await json_body(request), EventRequest)
     if (req.message_id is None) == (req.otp_id is None):
         raise ApiError("invalid_request", "Name exactly one of 'message_id' and 'otp_id'.")
     obj_id = req.message_id or req.otp_id or ""

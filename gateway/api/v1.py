@@ -12,7 +12,7 @@ from gateway.context import CTX
 from gateway.dispatch import status_view
 from gateway.errors import ApiError
 from gateway.privacy.mask import mask_phone
-from gateway.schemas import MessageRequest, OtpRequest, VerifyRequest, decode
+from gateway.schemas import MessageRequest, OtpRequest, VerifyRequest, decode, json_body
 from gateway.services import messages as message_service
 from gateway.services import otp as otp_service
 
@@ -34,11 +34,6 @@ _OTP_ERRORS = (
 )
 
 
-async def _body(request: web.Request) -> bytes:
-    """The raw body; it is parsed as JSON whatever Content-Type says (curl's default included)."""
-    return await request.read()
-
-
 @endpoint(
     "POST",
     "/v1/otp",
@@ -52,7 +47,7 @@ async def _body(request: web.Request) -> bytes:
 async def post_otp(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "send")
-    req = decode(await _body(request), OtpRequest)
+    req = decode(await json_body(request), OtpRequest)
     accepted = await otp_service.request_otp(request.app[CTX], who, req)
     return web.json_response(accepted.body(), status=202)
 
@@ -69,7 +64,7 @@ async def post_otp(request: web.Request) -> web.Response:
 async def verify_otp(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "verify")
-    req = decode(await _body(request), VerifyRequest)
+    req = decode(await json_body(request), VerifyRequest)
     otp = await otp_service.verify_otp(request.app[CTX], who, request.match_info["id"], req.code.strip())
     return web.json_response({"id": otp.id, "status": "verified"})
 
@@ -102,7 +97,7 @@ async def get_otp(request: web.Request) -> web.Response:
 async def post_message(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "send")
-    req = decode(await _body(request), MessageRequest)
+    req = decode(await json_body(request), MessageRequest)
     rec = await message_service.send_message(request.app[CTX], who, req)
     return web.json_response({"id": rec.id, "status": "queued", "to_masked": mask_phone(req.to)}, status=202)
 

@@ -31,6 +31,8 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
         raise ApiError(
             "country_not_permitted", f"This tenant may not send to {num.country}.", country=num.country
         )
+    decision = await ctx.senderids.check(who.tenant.id, req.sender_id, num.country, req.body)
+    brand = await ctx.senderids.brand_class(who.tenant.id, num.country)
     region, store = ctx.regions.for_country(num.country)
     ring = store.keyring
     now = ctx.clock()
@@ -54,7 +56,8 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
         phone_enc=phone_enc,
         phone_hmac=ring.lookup(num.e164),
         country=num.country,
-        sender=req.sender_id,
+        sender=decision.sender_used or "",
+        brand_class=brand.cls.value,
         payload_enc=ring.seal(body.encode(), "body"),
         status="sending" if not_before <= now else "queued",
         attempts=1 if not_before <= now else 0,

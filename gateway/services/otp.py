@@ -45,6 +45,8 @@ def pick_locale(requested: str | None, templates: dict[str, str], default: str) 
 class OtpAccepted:
     otp: OtpRecord
     to_masked: str
+    sender: str | None
+    fallback_used: bool
 
     def body(self) -> dict[str, Any]:
         return {
@@ -53,6 +55,8 @@ class OtpAccepted:
             "expires_at": self.otp.expires_at,
             "to_masked": self.to_masked,
             "message_id": self.otp.message_id,
+            "sender_id": self.sender,
+            "fallback_sender_used": self.fallback_used,
         }
 
 
@@ -71,6 +75,13 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
         raise ApiError("invalid_request", f"unknown template {req.template!r}; known: {sorted(s.templates)}")
     if not ctx.routes.has_route(num.country, num.e164):
         raise ApiError("no_route", f"No carrier route is up for {num.country} now.", country=num.country)
+    # the sender must be approved for the destination (checked on the registered template's text too)
+    locale = req.template or pick_locale(req.locale, s.templates, s.default_locale)
+    minutes = max(1, s.ttl_seconds // 60)
+    sample_text = render_otp(s.templates[locale], "0" * s.code_length, s.brand, minutes)
+    senderids = ctx.senderids
+    decision = await senderids.check(who.tenant.id, req.sender_id, num.country, sample_text)
+    brand = await senderids.brand_class(who.tenant.id, num.country)
     region, store = ctx.regions.for_country(num.country)
     ring = store.keyring
     phone_hmac = ring.lookup(num.e164)
@@ -100,10 +111,9 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
             limit=gate.reason,
             retry_after=retry,
         )
-    locale = req.template or pick_locale(req.locale, s.templates, s.default_locale)
     code = generate_code(s.code_length)
     phone_enc = ring.seal(num.e164.encode(), "phone")
-    sender = req.sender_id or s.default_sender
+    sender = decision.sender_used or ""  # "": the route's own default sender
     otp = OtpRecord(
         id=otp_id,
         tenant_id=who.tenant.id,
@@ -127,6 +137,7 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
         phone_hmac=phone_hmac,
         country=num.country,
         sender=sender,
+        brand_class=brand.cls.value,
         payload_enc=ring.seal(code.encode(), "otp_code"),
         status="sending",
         attempts=1,
@@ -148,7 +159,7 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
         "otp accepted",
         extra={"otp_id": otp_id, "to": masked, "country": num.country, "tenant": who.tenant.id},
     )
-    return OtpAccepted(otp, masked)
+    return OtpAccepted(otp, masked, decision.sender_used, decision.fallback_used)
 
 
 def render_message(ctx: Context, rec: MessageRecord) -> str:

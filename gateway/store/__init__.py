@@ -3,9 +3,10 @@
 from gateway.store.base import Store
 from gateway.store.sqlite_messages import MessagesMixin
 from gateway.store.sqlite_privacy import PrivacyMixin, RetentionPolicy
+from gateway.store.sqlite_senderid import SenderIdMixin
 
 
-class SqliteStore(MessagesMixin, PrivacyMixin):
+class SqliteStore(MessagesMixin, PrivacyMixin, SenderIdMixin):
     """Every area of the store on one SQLite database file (one region)."""
 
 

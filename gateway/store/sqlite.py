@@ -192,6 +192,7 @@ class SqliteEngine:
         ("messages", "payload_enc", "CASE WHEN kind = 'otp' THEN 'otp_code' ELSE 'body' END"),
         ("residency_copies", "phone_enc", "'phone'"),
         ("links", "url_enc", "'link_url'"),
+        ("sender_documents", "content_enc", "'document'"),
     )
 
     async def count_stale_sealed(self) -> int:
