@@ -107,13 +107,16 @@ async def purge_all(ctx: Context) -> dict[str, int]:
 
 
 async def maintenance(ctx: Context) -> None:
-    last_purge = 0.0
+    last_purge = last_expiry = 0.0
     while True:
         await asyncio.sleep(5.0)
         try:
             senderids = ctx.extras.get("senderids")
             if isinstance(senderids, SenderIds):
                 await senderids.poll()
+                if time.monotonic() - last_expiry >= 60:
+                    last_expiry = time.monotonic()
+                    await senderids.expire_due(ctx.settings.senderid_pending_days)
             for _, store in ctx.regions.all():
                 if await store.refresh_keyring():
                     log.info("new data key loaded", extra={"active_key": store.keyring.active_id})

@@ -143,9 +143,9 @@ class Settings:
     residency: ResidencySettings = field(default_factory=ResidencySettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     quiet_hours: dict[str, str] = field(default_factory=dict)  # ISO -> window spec, overrides the data file
-    senderid_countries: dict[str, dict[str, Any]] = field(
-        default_factory=dict
-    )  # ISO or "*" -> rule overrides
+    # ISO code or "*" -> sender-ID rule overrides (see docs/senderid.md)
+    senderid_countries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    senderid_pending_days: float = 90.0  # a submission with no decision by then expires (0 = never)
     source: str = "defaults"
 
     @property

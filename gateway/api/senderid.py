@@ -52,6 +52,7 @@ class DecisionRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     country: str
     route: str | None = None
     reason: str = ""
+    valid_until: float | None = None  # approve: the approval expires then (e.g. the LOA's end), epoch seconds
 
 
 def _svc(ctx: Context) -> SenderIds:
@@ -296,7 +297,12 @@ async def _decide(request: web.Request, approve_it: bool) -> web.Response:
     target = Target(req.country.upper(), req.route)
     try:
         if approve_it:
-            change = approve(reg, target, actor=_actor(who), at=_now(ctx))
+            until = None
+            if req.valid_until is not None:
+                from datetime import UTC, datetime
+
+                until = datetime.fromtimestamp(req.valid_until, UTC)
+            change = approve(reg, target, actor=_actor(who), at=_now(ctx), valid_until=until)
         else:
             change = reject(reg, target, req.reason, actor=_actor(who), at=_now(ctx))
     except SenderIdError as e:

@@ -29,6 +29,7 @@ from senderid import (
     Template,
     approvals,
     classify,
+    expire_due,
 )
 
 log = logging.getLogger("smsgw.senderid")
@@ -207,6 +208,22 @@ class SenderIds:
             target=str(entry.details.get("registration", "")),
             details=dict(entry.details),
         )
+
+    async def expire_due(self, pending_days: float) -> int:
+        """Expire approvals past their validity and submissions left undecided for ``pending_days``."""
+        from datetime import timedelta
+
+        now = _dt(self.clock())
+        expired = 0
+        for raw in await self.store.list_registrations(None):
+            reg = reg_from_json(raw)
+            change = expire_due(
+                reg, now=now, pending_for=timedelta(days=pending_days) if pending_days else None
+            )
+            if change.audit:
+                await self.save(change, reg.tenant_id)
+                expired += len(change.audit)
+        return expired
 
     async def load(self, tenant_id: str, reg_id: str) -> Registration:
         raw = await self.store.get_registration(tenant_id, reg_id)
