@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -72,10 +73,21 @@ def asset(name: str) -> Asset:
     return make_asset(body, FILES[name])
 
 
+_ASIDE = re.compile(r"\s*\((?:e\.g\.[^)]*|[^)]{9,})\)")
+
+
+def short_label(label: str) -> str:
+    """A label fit for a table cell: examples and long asides in parentheses dropped, short
+    abbreviations kept ("letter of authorization (LOA)"), first letter capitalised."""
+    short = _ASIDE.sub("", label).strip() or label
+    return short[:1].upper() + short[1:]
+
+
 def vocabulary() -> dict[str, object]:
     """Labels the page shows instead of codes; codes satisfied by the request need no upload."""
     return {
         "documents": dict(DOCUMENT_LABELS),
+        "short": {code: short_label(text) for code, text in DOCUMENT_LABELS.items()},
         "from_request": sorted(FROM_REQUEST),
         "states": STATE_LABELS,
     }

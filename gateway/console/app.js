@@ -41,9 +41,18 @@ function countryName(iso) {
   return c ? c.name : iso;
 }
 
+function capital(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 function docLabel(code) {
   const labels = (state.vocab && state.vocab.documents) || {};
-  return labels[code] || code.replace(/_/g, " ");
+  return capital(labels[code] || code.replace(/_/g, " "));
+}
+
+function docShort(code) {
+  const labels = (state.vocab && state.vocab.short) || {};
+  return labels[code] || docLabel(code);
 }
 
 function fromRequest(code) {
@@ -121,10 +130,8 @@ function showError(err) {
     return;
   }
   const body = err.body || {};
-  el.append(
-    h("p", { class: "alert-title" }, body.message || err.message || "Something went wrong."),
-    body.code ? h("p", { class: "alert-code" }, `${err.status || ""} ${body.code}`.trim()) : null,
-  );
+  el.append(h("p", { class: "alert-title" }, body.message || err.message || "Something went wrong."));
+  if (body.code) el.append(h("p", { class: "alert-code" }, `${err.status || ""} ${body.code}`.trim()));
   if (Array.isArray(body.missing) && body.missing.length) {
     el.append(h("p", {}, "Missing: " + body.missing.map(docLabel).join(", ")));
   }
@@ -197,6 +204,17 @@ async function attempt(fn) {
     if (err instanceof ApiFailure) showError(err);
     else throw err;
     return undefined;
+  }
+}
+
+// runs an action with its button disabled, so a double click files nothing twice
+async function withButton(button, fn) {
+  if (button.disabled) return undefined;
+  button.disabled = true;
+  try {
+    return await fn();
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -302,9 +320,30 @@ function countryMatches(c, q, onlyRegistration) {
   return q.split(/\s+/).every((w) => hay.includes(w));
 }
 
+// uploads first, then what the request itself gives (sender, use case, templates) in a quieter style
 function documentsCell(codes) {
   if (!codes || !codes.length) return h("span", { class: "muted" }, "None listed");
-  return h("ul", { class: "doc-list" }, codes.map((c) => h("li", { title: c }, docLabel(c))));
+  const sorted = [...codes].sort((a, b) => fromRequest(a) - fromRequest(b) || docShort(a).localeCompare(docShort(b)));
+  return h(
+    "ul",
+    { class: "tags" },
+    sorted.map((c) =>
+      h(
+        "li",
+        { class: fromRequest(c) ? "doc-tag doc-tag-request" : "doc-tag", title: docLabel(c) },
+        docShort(c),
+        fromRequest(c) ? h("span", { class: "sr-only" }, " (given by the request)") : null,
+      ),
+    ),
+  );
+}
+
+// a long note shows its first sentence; the rest opens on demand
+function noteCell(text) {
+  if (!text) return h("span", { class: "muted" }, "—");
+  const m = text.match(/^(.{20,160}?\.)\s/);
+  if (!m || m[1].length >= text.length - 10) return h("p", { class: "note" }, text);
+  return h("details", { class: "note" }, h("summary", {}, m[1]), h("p", {}, text.slice(m[0].length)));
 }
 
 function renderCountries() {
@@ -317,14 +356,14 @@ function renderCountries() {
       h(
         "tr",
         {},
-        h("th", { scope: "row", "data-label": "Country" }, h("span", { class: "iso" }, c.iso2), " ", c.name),
+        h("th", { scope: "row", "data-label": "Country" }, h("span", { class: "country" }, h("span", { class: "iso" }, c.iso2), h("span", {}, c.name))),
         td("Alphanumeric", factPill(c.alphanumeric)),
         td("Registration", factPill(c.registration_required)),
         td("Numeric", factPill(c.numeric)),
         td("Templates", factPill(c.template_registration_required)),
         td("Documents required", documentsCell(c.documents_required)),
         td("Lead time", leadTime(c.lead_time_days)),
-        td("Notes", c.notes ? h("p", { class: "note" }, c.notes) : h("span", { class: "muted" }, "—")),
+        c.notes ? td("Notes", noteCell(c.notes)) : h("td", { "data-label": "Notes", "data-empty": true }),
       ),
     );
   }
@@ -360,7 +399,14 @@ function renderPickList() {
         "div",
         { class: "pick", hidden: !shown && !state.picked.has(c.iso2) },
         box,
-        h("label", { for: id }, h("span", { class: "iso" }, c.iso2), " ", c.name, reg ? h("span", { class: "tag" }, "registration") : null),
+        h(
+          "label",
+          { for: id },
+          h("span", { class: "iso" }, c.iso2),
+          h("span", { class: "pick-name" }, c.name),
+          reg ? h("span", { class: "tag", title: "Registration required" }, "reg.") : null,
+          reg ? h("span", { class: "sr-only" }, " (registration required)") : null,
+        ),
       ),
     );
   }
@@ -430,7 +476,8 @@ $("new-form").addEventListener("submit", async (ev) => {
       .map((t) => t.trim())
       .filter(Boolean),
   };
-  const reg = await attempt(() => api("POST", "/v1/sender-ids", body));
+  const button = form.querySelector("button[type=submit]");
+  const reg = await withButton(button, () => attempt(() => api("POST", "/v1/sender-ids", body)));
   if (!reg) return;
   form.reset();
   state.picked.clear();
@@ -454,7 +501,7 @@ async function showRequests() {
   await attempt(loadCountries);
   const data = await attempt(() => api("GET", "/v1/sender-ids"));
   if (!data) return;
-  const regs = [...data.sender_ids].sort((a, b) => String(b.updated_at).localeCompare(String(a.updated_at)));
+  const regs = [...data.sender_ids].sort((a, b) => (b.updated_at > a.updated_at) - (b.updated_at < a.updated_at));
   const body = clear($("requests-table").tBodies[0]);
   for (const reg of regs) {
     body.append(
@@ -522,8 +569,12 @@ function renderRequest(reg) {
         {},
         h("th", { scope: "row", "data-label": "Country" }, h("span", { class: "iso" }, t.country), " ", countryName(t.country)),
         td("Route", t.route || h("span", { class: "muted" }, "All routes")),
-        td("State", badge(t.state)),
-        td("Reason", t.reason || ""),
+        td(
+          "State",
+          badge(t.state),
+          t.state === "submitted" && isAdmin() ? h("a", { href: "#/review", class: "inline-link" }, "Review") : null,
+        ),
+        t.reason ? td("Reason", t.reason) : h("td", { "data-label": "Reason", "data-empty": true }),
         td("Updated", when(t.updated_at)),
       ),
     );
@@ -609,18 +660,43 @@ function renderSubmitResult(out) {
   }
 }
 
+// "tenant:tn_x:admin" reads "Admin key"; the raw actor stays in the title
+function actorText(actor) {
+  const m = /^tenant:[^:]+:(\w+)$/.exec(actor || "");
+  return m ? `${capital(m[1])} key` : actor;
+}
+
+function actionText(action) {
+  return capital(String(action).replace(/^sender_id\./, "").replace(/_/g, " "));
+}
+
+// details as "key: value" lines; the registration id is the page's own and left out
+function detailsCell(details) {
+  const items = Object.entries(details || {}).filter(([k]) => k !== "registration");
+  if (!items.length) return "";
+  return h(
+    "ul",
+    { class: "kv" },
+    items.map(([k, v]) => {
+      let text = Array.isArray(v) ? v.join(", ") : typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
+      if (k === "codes" || k === "missing") text = text.split(",").map((c) => docShort(c.trim())).join(", ");
+      const key = { codes: "documents", targets: "countries", target: "country" }[k] || k.replace(/_/g, " ");
+      return h("li", {}, h("span", { class: "k" }, key), " ", text);
+    }),
+  );
+}
+
 function renderAudit(entries) {
   const body = clear($("audit-table").tBodies[0]);
   for (const e of [...entries].reverse()) {
-    const details = e.details && Object.keys(e.details).length ? JSON.stringify(e.details) : "";
     body.append(
       h(
         "tr",
         {},
         td("When", when(e.at)),
-        td("Who", e.actor),
-        td("What", h("code", {}, e.action)),
-        td("Details", details ? h("code", { class: "details" }, details) : ""),
+        td("Who", h("span", { title: e.actor }, actorText(e.actor))),
+        td("What", h("span", { title: e.action }, actionText(e.action))),
+        td("Details", detailsCell(e.details)),
       ),
     );
   }
@@ -653,7 +729,9 @@ $("upload-form").addEventListener("submit", async (ev) => {
   const form = new FormData();
   form.append("code", code);
   form.append("file", file, file.name);
-  const reg = await attempt(() => api("POST", `/v1/sender-ids/${encodeURIComponent(current.id)}/documents`, form));
+  const button = ev.target.querySelector("button[type=submit]");
+  const path = `/v1/sender-ids/${encodeURIComponent(current.id)}/documents`;
+  const reg = await withButton(button, () => attempt(() => api("POST", path, form)));
   if (!reg) return;
   $("upload-file").value = "";
   renderRequest(reg);
@@ -661,25 +739,50 @@ $("upload-form").addEventListener("submit", async (ev) => {
   await refreshAudit(reg.id);
 });
 
-$("submit-btn").addEventListener("click", async () => {
-  const out = await attempt(() => api("POST", `/v1/sender-ids/${encodeURIComponent(current.id)}/submit`, {}));
+$("submit-btn").addEventListener("click", async (ev) => {
+  const path = `/v1/sender-ids/${encodeURIComponent(current.id)}/submit`;
+  const out = await withButton(ev.currentTarget, () => attempt(() => api("POST", path, {})));
   if (!out) return;
   renderRequest(out.registration);
   renderSubmitResult(out);
+  $("submit-result").focus(); // the button may now be disabled: keep the keyboard where the answer is
   flash(out.refused && out.refused.length ? "Submitted in part: see what is missing." : "Submitted for review.");
   await refreshAudit(current.id);
 });
 
 // ---------------------------------------------------------------- admin review
 
+function docChecklist(docs) {
+  if (!docs.length) return h("p", { class: "muted" }, "No document uploaded.");
+  return h(
+    "ul",
+    { class: "checklist checklist-compact" },
+    docs.map((d) =>
+      h(
+        "li",
+        { class: "check-done" },
+        h("span", { class: "check-mark", "aria-hidden": "true" }, "✓"),
+        h(
+          "span",
+          { class: "check-body" },
+          h("span", { class: "check-label" }, docShort(d.code)),
+          h("span", { class: "check-meta" }, `${d.filename} · ${bytes(d.size)}`),
+        ),
+      ),
+    ),
+  );
+}
+
 function reviewCard(reg, t) {
   const base = `rv-${reg.id}-${t.country}`.replace(/[^A-Za-z0-9_-]/g, "_");
-  const docs = reg.documents.length
-    ? h("ul", { class: "doc-list" }, reg.documents.map((d) => h("li", {}, `${docLabel(d.code)}: ${d.filename} (${bytes(d.size)})`)))
-    : h("p", { class: "muted" }, "No document uploaded.");
+  const c = state.byIso.get(t.country);
+  const required = ((c && c.documents_required) || []).filter((d) => !fromRequest(d));
+  const have = new Set(reg.documents.map((d) => d.code));
+  const lacking = required.filter((d) => !have.has(d));
   const route = h("input", { id: `${base}-route`, autocomplete: "off", placeholder: t.route || "All routes" });
-  const reason = h("input", { id: `${base}-reason`, autocomplete: "off", "aria-describedby": `${base}-reason-hint` });
-  const decide = async (action) => {
+  const reason = h("textarea", { id: `${base}-reason`, rows: 2, "aria-describedby": `${base}-reason-hint` });
+  const decide = (action, button) => withButton(button, () => decideNow(action));
+  const decideNow = async (action) => {
     const body = { country: t.country };
     if (route.value.trim() || t.route) body.route = route.value.trim() || t.route;
     if (action === "reject") {
@@ -692,44 +795,75 @@ function reviewCard(reg, t) {
     }
     const out = await attempt(() => api("POST", `/v1/sender-ids/${encodeURIComponent(reg.id)}/${action}`, body));
     if (!out) return;
-    flash(`${reg.sender} ${action === "approve" ? "approved" : "rejected"} for ${countryName(t.country)} (${t.country}).`);
     await showReview();
+    flash(`${reg.sender} ${action === "approve" ? "approved" : "rejected"} for ${countryName(t.country)} (${t.country}).`);
+    $("h-review").focus(); // the card is gone: back to the top of the queue
   };
+  const templates = reg.templates.length
+    ? h("ul", { class: "plain" }, reg.templates.map((x) => h("li", {}, h("code", {}, x.text))))
+    : h("span", { class: "muted" }, "None");
   return h(
     "article",
     { class: "card review", "aria-labelledby": `${base}-h` },
     h(
       "div",
       { class: "review-head" },
-      h("h2", { id: `${base}-h` }, reg.sender, h("span", { class: "arrow", "aria-hidden": "true" }, " → "), h("span", { class: "sr-only" }, " for "), `${countryName(t.country)} (${t.country})`),
+      h(
+        "h2",
+        { id: `${base}-h` },
+        reg.sender,
+        h("span", { class: "arrow", "aria-hidden": "true" }, " → "),
+        h("span", { class: "sr-only" }, " for "),
+        `${countryName(t.country)} (${t.country})`,
+      ),
       badge(t.state),
     ),
     h(
-      "dl",
-      { class: "facts facts-compact" },
-      h("div", {}, h("dt", {}, "Brand"), h("dd", {}, reg.brand)),
-      h("div", {}, h("dt", {}, "Use case"), h("dd", {}, reg.use_case)),
-      h("div", {}, h("dt", {}, "Submitted"), h("dd", {}, when(t.updated_at))),
-      h("div", {}, h("dt", {}, "Request"), h("dd", {}, h("a", { href: `#/requests/${encodeURIComponent(reg.id)}` }, "Open the request"))),
-    ),
-    h("h3", {}, "Documents"),
-    docs,
-    h(
-      "form",
-      { class: "decide", novalidate: true, onsubmit: (ev) => { ev.preventDefault(); decide("approve"); } },
-      h("div", { class: "field" }, h("label", { for: route.id }, "Carrier route (optional)"), route),
+      "div",
+      { class: "review-body" },
       h(
         "div",
-        { class: "field" },
-        h("label", { for: reason.id }, "Reason (needed to reject)"),
-        reason,
-        h("p", { id: `${base}-reason-hint`, class: "hint" }, "Shown to the requester."),
+        {},
+        h(
+          "dl",
+          { class: "facts facts-compact" },
+          h("div", {}, h("dt", {}, "Brand"), h("dd", {}, reg.brand)),
+          h("div", {}, h("dt", {}, "Submitted"), h("dd", {}, when(t.updated_at))),
+          h("div", { class: "wide" }, h("dt", {}, "Use case"), h("dd", {}, reg.use_case)),
+          h("div", { class: "wide" }, h("dt", {}, "Templates"), h("dd", {}, templates)),
+        ),
+        h("h3", {}, `Documents (${reg.documents.length})`),
+        docChecklist(reg.documents),
+        lacking.length
+          ? h("p", { class: "warn" }, `Not uploaded although ${t.country} lists them: ${lacking.map(docShort).join(", ")}.`)
+          : null,
+        h("p", { class: "crumbs" }, h("a", { href: `#/requests/${encodeURIComponent(reg.id)}` }, "Open the request and its history")),
       ),
       h(
-        "div",
-        { class: "actions" },
-        h("button", { type: "submit", class: "btn btn-approve" }, `Approve ${t.country}`),
-        h("button", { type: "button", class: "btn btn-reject", onclick: () => decide("reject") }, `Reject ${t.country}`),
+        "form",
+        {
+          class: "decide",
+          novalidate: true,
+          onsubmit: (ev) => {
+            ev.preventDefault();
+            decide("approve", ev.target.querySelector("button[type=submit]"));
+          },
+        },
+        h("h3", {}, "Decision"),
+        h("div", { class: "field" }, h("label", { for: route.id }, "Carrier route (optional)"), route),
+        h(
+          "div",
+          { class: "field" },
+          h("label", { for: reason.id }, "Reason (needed to reject)"),
+          reason,
+          h("p", { id: `${base}-reason-hint`, class: "hint" }, "Shown to the requester and kept in the history."),
+        ),
+        h(
+          "div",
+          { class: "actions" },
+          h("button", { type: "submit", class: "btn btn-approve" }, `Approve ${t.country}`),
+          h("button", { type: "button", class: "btn btn-reject", onclick: (ev) => decide("reject", ev.currentTarget) }, `Reject ${t.country}`),
+        ),
       ),
     ),
   );
@@ -764,7 +898,10 @@ const VIEWS = {
   review: { section: "view-review", title: "Review queue", admin: true, show: showReview },
 };
 
+let routeSeq = 0;
+
 async function route() {
+  const seq = ++routeSeq;
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   let name = parts[0] === "requests" && parts[1] ? "request" : parts[0];
   if (!VIEWS[name]) name = state.who ? "requests" : "signin";
@@ -782,6 +919,7 @@ async function route() {
   carryFlash = false;
   const heading = document.querySelector(`#${view.section} h1`);
   if (view.show) await view.show(parts[1]);
+  if (seq !== routeSeq) return; // another view was asked for meanwhile (a refused key signs out)
   document.body.dataset.view = name; // set once the view has its data: tests and screenshots wait on it
   if (routed) heading.focus({ preventScroll: false });
   routed = true;
