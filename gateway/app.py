@@ -55,6 +55,7 @@ ENDPOINT_MODULES = (
     "gateway.api.v1",
     "gateway.api.privacy",
     "gateway.api.links",
+    "gateway.api.console",
     "gateway.openapi",
 )
 for _module in ENDPOINT_MODULES:
