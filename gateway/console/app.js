@@ -397,7 +397,7 @@ function renderPickList() {
     list.append(
       h(
         "div",
-        { class: "pick", hidden: !shown && !state.picked.has(c.iso2) },
+        { class: q && c.iso2.toLowerCase() === q ? "pick pick-first" : "pick", hidden: !shown && !state.picked.has(c.iso2) },
         box,
         h(
           "label",
@@ -586,7 +586,10 @@ function renderRequest(reg) {
   const list = clear($("doc-checklist"));
   const select = clear($("upload-code"));
   const missingCodes = [];
-  for (const [code, where] of [...need.entries()].sort((a, b) => docLabel(a[0]).localeCompare(docLabel(b[0])))) {
+  // what is missing first, then what is uploaded, then what the request itself gives
+  const rank = (code) => (uploaded.has(code) ? 1 : fromRequest(code) ? 2 : 0);
+  const order = [...need.entries()].sort((a, b) => rank(a[0]) - rank(b[0]) || docLabel(a[0]).localeCompare(docLabel(b[0])));
+  for (const [code, where] of order) {
     const doc = uploaded.get(code);
     const auto = fromRequest(code);
     const status = doc ? "done" : auto ? "auto" : "missing";

@@ -27,10 +27,11 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect, sync_playwright
 
 from gateway.api.console import short_label, vocabulary
-from senderid import DOCUMENT_LABELS
+from senderid import DOCUMENT_LABELS, FROM_REQUEST, load_rules
 from tests.conftest import free_port
 from tests.e2e.procs import Procs
 
+RULES = load_rules({})
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -42,7 +43,10 @@ CHROMIUM_ARGS = [
 ]
 SENDER = "ACMEOTP"
 AE_NUMBER = "+971501234567"
-SA_NUMBER = "+966501234567"  # Saudi Arabia: registration required, not part of the request
+SA_NUMBER = "+966501234567"  # Saudi Arabia: registration required, in the request, left in draft
+QA_NUMBER = "+97433123456"  # Qatar: registration required, not in the request
+# what AE asks to be uploaded (the sender ID itself comes with the request)
+UPLOADS_AE = RULES.countries["AE"].required_documents - FROM_REQUEST
 PAGES = ("signin", "countries", "new-request", "status", "review")
 
 
@@ -211,10 +215,19 @@ def unlabelled_controls(page: Page) -> list[str]:
     return result
 
 
-def shoot(page: Page, path: Path, *, full_page: bool = False) -> None:
-    """A screenshot without a focus ring on whatever was typed into last."""
-    page.evaluate("document.activeElement && document.activeElement.blur()")
-    page.screenshot(path=path, full_page=full_page)
+def shoot(page: Page, path: Path, *, full_page: bool = False, down_to: str | None = None) -> None:
+    """A screenshot from the top, without a focus ring on whatever was typed into last; with
+    ``down_to``, the full page cut 300 px below that element (a long history stays out)."""
+    page.evaluate("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
+    if down_to is None:
+        page.screenshot(path=path, full_page=full_page)
+        return
+    box = page.locator(down_to).bounding_box()
+    assert box is not None
+    width = page.viewport_size["width"] if page.viewport_size else 1280
+    page.screenshot(
+        path=path, full_page=True, clip={"x": 0, "y": 0, "width": width, "height": box["y"] + 300}
+    )
 
 
 def sign_in(page: Page, key: str, landing: str) -> None:
@@ -280,39 +293,48 @@ def walk(page: Page, base: str, keys: Keys, shots: Path) -> str:
     page.get_by_label("Use case").fill("Sign-in codes for the Acme Travel app")
     page.get_by_label("Filter the list").fill("United Arab")
     page.get_by_label("United Arab Emirates").check()
+    page.get_by_label("Filter the list").fill("SA")  # an ISO code finds its country too
+    page.get_by_label("Saudi Arabia").check()
+    expect(page.locator("#new-country-selected")).to_contain_text("Saudi Arabia (SA)")
     page.get_by_label("Sample templates").fill("Your Acme Travel code is {#numeric#}")
     expect(page.locator("#new-needs")).to_contain_text("No-objection certificate (NOC)")
     assert unlabelled_controls(page) == []
-    shoot(page, shots / "console-new-request.png")
+    shoot(page, shots / "console-new-request.png", full_page=True)
     page.get_by_role("button", name="Create request").click()
     settled(page, "request")
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Sender {SENDER}")
     reg_id = page.url.rsplit("/", 1)[1]
 
-    # one document, submit: refused, with what is missing
+    # one document, submit: both countries refused, with what is missing
     upload(page, "company_registration", "acme-registration.pdf")
-    page.get_by_role("button", name="Submit AE").click()
+    submit = page.locator("#submit-btn")
+    expect(submit).to_have_text("Submit AE, SA")
+    submit.click()
     result = page.locator("#submit-result")
     expect(result).to_contain_text("United Arab Emirates (AE) stays in draft")
+    expect(result).to_contain_text("Saudi Arabia (SA) stays in draft")
     expect(result).to_contain_text("Letter of authorization (LOA)")
     expect(result).not_to_contain_text("Company registration")
-    expect(page.locator("#status-table tbody")).to_contain_text("Draft")
+    expect(page.locator("#status-table tbody")).not_to_contain_text("Submitted")
 
-    # the rest of the documents, then submit again
-    missing = page.locator("#upload-code optgroup[label='Missing'] option")
-    for _ in range(12):
-        if missing.count() == 0:
-            break
-        code = missing.first.get_attribute("value")
-        assert code
+    # the rest of what AE needs (SA still lacks its signatory's ID and website), then submit again
+    for code in sorted(UPLOADS_AE - {"company_registration"}):
         upload(page, code, f"acme-{code.replace('_', '-')}.pdf")
-    assert missing.count() == 0
-    page.get_by_role("button", name="Submit AE").click()
-    expect(result).to_contain_text("Submitted for review: United Arab Emirates (AE)")
-    expect(page.locator("#status-table tbody")).to_contain_text("Submitted")
-    expect(page.locator("#audit-table tbody")).to_contain_text("submit")
+    submit.click()
+    expect(result).to_contain_text("Submitted for review: United Arab Emirates (AE).")
+    refused = result.locator(".refused")
+    expect(refused).to_have_count(1)
+    expect(refused).to_contain_text("Saudi Arabia (SA) stays in draft")
+    expect(refused).to_contain_text("Identity document of the authorised signatory")
+    expect(refused).to_contain_text("Company website")
+    expect(submit).to_have_text("Submit SA")
+    expect(page.locator("#status-table tbody tr").filter(has_text="United Arab Emirates")).to_contain_text(
+        "Submitted"
+    )
+    expect(page.locator("#status-table tbody tr").filter(has_text="Saudi Arabia")).to_contain_text("Draft")
+    expect(page.locator("#audit-table tbody")).to_contain_text("Submit refused")
     assert unlabelled_controls(page) == []
-    shoot(page, shots / "console-status.png", full_page=True)
+    shoot(page, shots / "console-status.png", down_to="#h-history")
 
     # an onboarding key has no review queue
     assert nav.get_by_role("link", name="Review").count() == 0
@@ -399,10 +421,12 @@ def test_console_registers_a_sender_that_then_sends_only_where_approved(
         assert png.startswith(b"\x89PNG") and len(png) > 10_000, name
 
     status, reg = http(base, "GET", f"/v1/sender-ids/{reg_id}", None, keys.onboarding)
-    assert status == 200 and {c["country"]: c["state"] for c in reg["countries"]} == {"AE": "approved"}
-    assert len(reg["documents"]) >= 6
+    assert status == 200
+    assert {c["country"]: c["state"] for c in reg["countries"]} == {"AE": "approved", "SA": "draft"}
+    assert {d["code"] for d in reg["documents"]} == UPLOADS_AE
 
     status, body = http(base, "POST", "/v1/otp", {"to": AE_NUMBER, "sender_id": SENDER}, keys.admin)
     assert status == 202, body
-    status, body = http(base, "POST", "/v1/otp", {"to": SA_NUMBER, "sender_id": SENDER}, keys.admin)
-    assert status == 422 and body["error"]["code"] == "sender_not_registered", body
+    for elsewhere in (SA_NUMBER, QA_NUMBER):
+        status, body = http(base, "POST", "/v1/otp", {"to": elsewhere, "sender_id": SENDER}, keys.admin)
+        assert status == 422 and body["error"]["code"] == "sender_not_registered", (elsewhere, body)
