@@ -85,6 +85,49 @@ async def _tenant_create(
     return {"tenant_id": tenant.id, "api_key": api_key}
 
 
+async def _key_add(settings: Settings, tenant_id: str, scopes: frozenset[str]) -> str | None:
+    import secrets
+
+    from gateway.app import master_key
+    from gateway.auth import KEY_PREFIX
+    from gateway.privacy.crypto import hash_api_key
+    from gateway.store import SqliteStore
+
+    store = SqliteStore(settings.db_path, master_key(settings))
+    await store.open()
+    try:
+        api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+        if not await store.add_api_key(tenant_id, hash_api_key(api_key), scopes, time.time()):
+            return None
+        await store.append_audit(
+            at=time.time(),
+            actor="cli",
+            tenant_id=tenant_id,
+            action="tenant.key_add",
+            target=tenant_id,
+            details={"scopes": sorted(scopes)},
+        )
+        return api_key
+    finally:
+        await store.close()
+
+
+def cmd_tenant_key_add(args: argparse.Namespace) -> int:
+    from gateway.store.records import SCOPES
+
+    settings = _settings(args)
+    scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
+    if not scopes or scopes - set(SCOPES):
+        print(f"smsgw: unknown scope(s); known: {', '.join(SCOPES)}", file=sys.stderr)
+        return 2
+    api_key = asyncio.run(_key_add(settings, args.tenant_id, scopes))
+    if api_key is None:
+        print(f"smsgw: no tenant {args.tenant_id}", file=sys.stderr)
+        return 2
+    print(json.dumps({"tenant_id": args.tenant_id, "api_key": api_key}))
+    return 0
+
+
 def cmd_tenant_create(args: argparse.Namespace) -> int:
     import phonenumbers
 
@@ -253,6 +296,12 @@ def parser() -> argparse.ArgumentParser:
     )
     tc.add_argument("--config")
     tc.set_defaults(func=cmd_tenant_create)
+    tk = t.add_parser("key", help="API keys of a tenant").add_subparsers(dest="key_cmd", required=True)
+    tka = tk.add_parser("add", help="another API key for an existing tenant (e.g. an admin key)")
+    tka.add_argument("tenant_id")
+    tka.add_argument("--scopes", default="send,verify")
+    tka.add_argument("--config")
+    tka.set_defaults(func=cmd_tenant_key_add)
 
     sc = sub.add_parser("sim-carrier", help="run a fake carrier (HTTP and SMPP) for development")
     sc.add_argument("--host", default="127.0.0.1")

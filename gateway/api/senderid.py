@@ -350,7 +350,7 @@ async def audit_trail(request: web.Request) -> web.Response:
     _onboarding(who)
     ctx = request.app[CTX]
     reg = await _svc(ctx).load(who.tenant.id, request.match_info["id"])
-    records = [r for r in await ctx.db.audit_records(who.tenant.id) if r.target == reg.id]
+    records = await ctx.db.audit_records(who.tenant.id, target=reg.id)
     return web.json_response(
         {
             "entries": [

@@ -184,5 +184,6 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     ALTER TABLE messages ADD COLUMN brand_class TEXT NOT NULL DEFAULT 'international';
+    CREATE INDEX audit_by_tenant_target ON audit(tenant_id, target);
     """,
 ]

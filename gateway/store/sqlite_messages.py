@@ -39,6 +39,21 @@ class MessagesMixin(SqliteEngine):
             ]
         )
 
+    async def add_api_key(self, tenant_id: str, key_hash: bytes, scopes: frozenset[str], now: float) -> bool:
+        """Another key for an existing tenant; False when there is no such tenant."""
+        row = await self._read_one("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,))
+        if row is None:
+            return False
+        await self._write(
+            [
+                (
+                    "INSERT INTO api_keys(key_hash, tenant_id, scopes, created_at) VALUES (?, ?, ?, ?)",
+                    (key_hash, tenant_id, ",".join(sorted(scopes)), now),
+                )
+            ]
+        )
+        return True
+
     async def principal_for_key(self, key_hash: bytes) -> Principal | None:
         row = await self._read_one(
             "SELECT t.id, t.name, t.countries, t.created_at, k.scopes FROM api_keys k "

@@ -50,12 +50,17 @@ class PrivacyMixin(SqliteEngine):
         seq: int = await self.writer.run_fn(append)
         return seq
 
-    async def audit_records(self, tenant_id: str | None = None, limit: int = 0) -> list[AuditRecord]:
+    async def audit_records(
+        self, tenant_id: str | None = None, limit: int = 0, target: str | None = None
+    ) -> list[AuditRecord]:
         sql = "SELECT seq, at, actor, tenant_id, action, target, details, prev, mac FROM audit"
         params: tuple[Any, ...] = ()
         if tenant_id is not None:
             sql += " WHERE tenant_id = ?"
             params = (tenant_id,)
+            if target is not None:
+                sql += " AND target = ?"
+                params = (tenant_id, target)
         sql += " ORDER BY seq"
         if limit:
             newest = sql.replace(" ORDER BY seq", " ORDER BY seq DESC")

@@ -36,3 +36,14 @@ def test_keys_generate_gives_a_usable_master_key(procs: Procs) -> None:
     assert r.returncode == 0
     procs.env["SMSGW_MASTER_KEY"] = r.stdout.strip()
     assert procs.smsgw("tenant", "create", "acme").returncode == 0
+
+
+def test_tenant_key_add_gives_a_second_key_with_other_scopes(procs: Procs) -> None:
+    r = procs.smsgw("tenant", "create", "acme", "--scopes", "onboarding")
+    tenant = json.loads(r.stdout)["tenant_id"]
+    r = procs.smsgw("tenant", "key", "add", tenant, "--scopes", "admin")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["tenant_id"] == tenant and out["api_key"].startswith("sk_live_")
+    assert procs.smsgw("tenant", "key", "add", "tn_nope", "--scopes", "admin").returncode == 2
+    assert procs.smsgw("tenant", "key", "add", tenant, "--scopes", "root").returncode == 2

@@ -12,10 +12,7 @@ is ever downloaded (``scripts/test`` installs the chromium package when it is mi
 
 from __future__ import annotations
 
-import hashlib
 import json
-import sqlite3
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -96,24 +93,13 @@ class Keys:
     admin: str
 
 
-def add_key(db_path: Path, tenant_id: str, key: str, scopes: str) -> None:
-    """A second API key for an existing tenant, as the store keeps keys (SHA-256 only).
-
-    ``smsgw tenant create`` makes a new tenant per key; the walk needs an admin key of the *same*
-    tenant, and the CLI has no command for that yet, so the row is written the way the store does."""
-    with sqlite3.connect(db_path, timeout=10) as db:
-        db.execute(
-            "INSERT INTO api_keys(key_hash, tenant_id, scopes, created_at) VALUES (?, ?, ?, ?)",
-            (hashlib.sha256(key.encode()).digest(), tenant_id, scopes, time.time()),
-        )
-
-
 def make_keys(procs: Procs) -> Keys:
     r = procs.smsgw("tenant", "create", "Acme Travel", "--scopes", "onboarding", "--countries", "ALL")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    admin = "sk_live_console_admin_" + hashlib.sha256(out["tenant_id"].encode()).hexdigest()[:24]
-    add_key(procs.workdir / "smsgw.db", out["tenant_id"], admin, "admin,onboarding,send,verify")
+    r = procs.smsgw("tenant", "key", "add", out["tenant_id"], "--scopes", "admin,onboarding,send,verify")
+    assert r.returncode == 0, r.stderr
+    admin = json.loads(r.stdout.strip().splitlines()[-1])["api_key"]
     return Keys(out["tenant_id"], out["api_key"], admin)
 
 

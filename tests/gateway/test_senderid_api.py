@@ -95,16 +95,8 @@ async def _admin_of(gw: Gw, name: str) -> str:
     from gateway.privacy.crypto import hash_api_key
 
     rows = await gw.ctx.db._read_all("SELECT id FROM tenants WHERE name = ?", (name,))
-    tenant_id = rows[0][0]
-    key = "sk_live_admin-" + tenant_id
-    await gw.ctx.db._write(
-        [
-            (
-                "INSERT INTO api_keys(key_hash, tenant_id, scopes, created_at) VALUES (?, ?, ?, ?)",
-                (hash_api_key(key), tenant_id, "admin", gw.clock()),
-            )
-        ]
-    )
+    key = "sk_live_admin-" + rows[0][0]
+    assert await gw.ctx.db.add_api_key(rows[0][0], hash_api_key(key), frozenset({"admin"}), gw.clock())
     return key
 
 
