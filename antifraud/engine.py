@@ -1,0 +1,789 @@
+"""The fraud engine the gateway calls on every send: rules, limits, evidence, model, breakers.
+
+``evaluate`` in order (the first that answers wins)::
+
+    number rules      invalid / unassigned, refused number types, non-geographic  → block
+    geo permission    the tenant may not send to the country                       → block
+    ── one backend round trip: settle earlier corrections, check limits, read counters, count ──
+    rate limits       any scope/window reached                                     → rate_limited
+    block list        admin-blocked number, prefix or country                      → block
+    allow list        allow-listed or lifted number, prefix or country             → allow
+    number evidence   many codes to this number, none verified                     → block / challenge
+    trusted number    it verified before for this tenant (returning user)          → allow
+    passed challenge  range keeps failing after passed challenges                  → block, else allow
+    guard rails       sweep, fill-back collapse, failing challenges (breaker.py)   → challenge
+    model             score ≥ threshold                                            → challenge
+                                                                                   → allow
+
+A request that is not allowed was counted as sent in the round trip; its correction is queued and
+rides along with the next round trip (``limits.py``). ``record_verified`` and
+``record_delivery_failed`` are one round trip each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from antifraud import keys as K
+from antifraud.breaker import Finding, escalation, number_rules, range_rules
+from antifraud.decision import (
+    Decision,
+    DecisionRecord,
+    FraudRequest,
+    Reason,
+    describe_prefix,
+    mask_e164,
+)
+from antifraud.features import (
+    DEVICE,
+    FEATURE_NAMES,
+    IP,
+    NUMBER,
+    RANGE,
+    TENANT,
+    Evidence,
+    RangeView,
+    distinct_recent,
+    schema_fields,
+    schema_taus,
+    sweep_of,
+)
+from antifraud.geo import LocalClock, country_info, is_permitted
+from antifraud.limits import (
+    FlagRead,
+    FraudBackend,
+    HashAdd,
+    HashRead,
+    LimitSpec,
+    LimitUndo,
+    ListPush,
+    Plan,
+    Settle,
+    Snapshot,
+)
+from antifraud.numbers import NumberInfo, number_info
+from antifraud.scorer import Scorer
+from antifraud.settings import FraudSettings, TenantPolicy
+
+log = logging.getLogger("smsgw.antifraud")
+
+ListKind = Literal["number", "prefix", "country"]
+
+_DAY = 86400.0
+_ENTITY_TTL = 14 * _DAY
+_IP_TTL = 2 * _DAY
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters for the gateway to export (e.g. in a scrape-time collector)."""
+
+    decisions: Counter[str] = field(default_factory=Counter)  # by action
+    reasons: Counter[str] = field(default_factory=Counter)  # by primary reason code
+    local_state: int = 0  # decisions taken on local state because Redis was down
+
+
+# Which reason a model feature stands for, when it pushed the score most.
+_FEATURE_REASON: dict[str, tuple[str, str]] = {
+    "t_cc_deficit": ("country_fillback_low", "country"),
+    "t_cc_log_ratio": ("country_fillback_low", "country"),
+    "g_cc_deficit": ("country_fillback_low", "country"),
+    "t_p5_deficit": ("prefix_fillback_low", "prefix"),
+    "g_p5_deficit": ("prefix_fillback_low", "prefix"),
+    "g_p4_deficit": ("prefix_fillback_low", "prefix"),
+    "g_p3_deficit": ("prefix_fillback_low", "prefix"),
+    "min_log_ratio": ("prefix_fillback_low", "prefix"),
+    "t_cc_velocity": ("velocity_spike", "country"),
+    "g_cc_velocity": ("velocity_spike", "country"),
+    "t_p5_velocity": ("velocity_spike", "prefix"),
+    "g_p5_velocity": ("velocity_spike", "prefix"),
+    "g_p4_velocity": ("velocity_spike", "prefix"),
+    "g_p3_requests": ("range_sweep", "prefix"),
+    "sweep_distinct": ("range_sweep", "prefix"),
+    "sweep_near": ("range_sweep", "prefix"),
+    "ch_fail": ("challenges_failing", "prefix"),
+    "c_deficit": ("challenge_not_verifying", "prefix"),
+    "ip_requests": ("ip_velocity", "ip"),
+    "ip_fill": ("ip_velocity", "ip"),
+    "ip_countries": ("ip_multi_country", "ip"),
+    "kind_voip": ("number_type_risky", "number"),
+    "kind_fixed": ("number_type_risky", "number"),
+    "kind_unknown": ("number_type_risky", "number"),
+    "country_risk": ("country_unusual", "country"),
+    "log_price": ("country_unusual", "country"),
+    "tenant_country_share": ("country_unusual", "country"),
+    "global_country_volume": ("country_unusual", "country"),
+    "tenant_volume": ("new_tenant_risk", "tenant"),
+    "number_unverified": ("number_unverified_repeat", "number"),
+}
+assert set(_FEATURE_REASON) <= set(FEATURE_NAMES)
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Keys of one request, in the order the plan reads them."""
+
+    ranges: tuple[str, ...]  # t_all, t_cc, t_p5, g_cc, g_p5, g_p4, g_p3
+    number: str
+    device: str | None
+    ip: str | None
+    ip_countries: str | None
+    sweep: str
+    allow: str
+    block: str
+    list_fields: tuple[str, ...]
+    limits: tuple[LimitSpec, ...]
+    limit_scopes: tuple[str, ...]
+
+
+class FraudEngine:
+    def __init__(
+        self,
+        settings: FraudSettings,
+        backend: FraudBackend,
+        model: Scorer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.model = model
+        self.clock = clock
+        self.stats = EngineStats()
+        self.keys = K.Keyring.of(settings)
+        self.schemas = schema_taus(settings)
+        self._pos = [{name: i for i, name in enumerate(fields)} for fields in schema_fields(settings)]
+        rp = self._pos[RANGE]
+        self._pend = tuple(rp[f] for f in K.pending_fields(len(settings.delay_mixture)))
+        self._policies: dict[str, TenantPolicy] = {}
+        self._groups: dict[int, tuple[TenantPolicy, tuple[tuple[str, tuple[tuple[int, int], ...]], ...]]] = {}
+        self._weights: dict[tuple[str, str], float] = {}
+        self._local = LocalClock()
+        # Called with each request that reaches the model and its feature vector (shadow logging of
+        # features for retraining; the trainer collects its samples this way).
+        self.feature_log: Callable[[FraudRequest, list[float]], None] | None = None
+        self._full_ttl = 3 * settings.long_tau
+        self._short_ttl = 4 * settings.fillback_tau
+
+    # ---- policies -----------------------------------------------------------------------------------
+
+    def set_tenant_policy(self, tenant_id: str, policy: TenantPolicy) -> None:
+        self._policies[tenant_id] = policy
+
+    def policy(self, tenant_id: str) -> TenantPolicy:
+        return self._policies.get(tenant_id) or self.settings.policy_for(tenant_id)
+
+    # ---- the check ----------------------------------------------------------------------------------
+
+    async def evaluate(self, req: FraudRequest, *, dry_run: bool = False) -> Decision:
+        info = number_info(req.e164)
+        policy = self.policy(req.tenant_id)
+        country = req.country or info.region
+        static = self._static(info, country, policy)
+        if static is not None:
+            return self._finish(req, info, policy, static, None, None, dry_run)
+
+        layout = self._layout(req, info, country, policy)
+        weight = self._weight(req.tenant_id, country)
+        plan = self._plan(req, info, country, layout, weight, count=not dry_run)
+        snap = await self.backend.check(plan)
+        if snap.hits:
+            return self._finish(req, info, policy, self._limited(snap, layout), None, None, dry_run)
+
+        ev = self._evidence(req, info, country, snap, weight)
+        self._remember_weight(req.tenant_id, country, ev.t_cc)
+        decision = self._decide(req, info, country, policy, layout, snap, ev)
+        if not snap.shared:
+            decision = _replace_shared(decision)
+        return self._finish(req, info, policy, decision, plan, weight, dry_run, snap.shared)
+
+    def _static(self, info: NumberInfo, country: str, policy: TenantPolicy) -> Decision | None:
+        masked = mask_e164(info.e164, info.country_code or None)
+        if not info.valid:
+            reason = Reason("number_invalid", f"{masked} is not a valid number for its country", "number")
+            return Decision("block", (reason,), score=1.0)
+        if info.nongeographic and policy.block_nongeographic:
+            reason = Reason(
+                "number_nongeographic", f"{masked} is a satellite or global-service number", "number"
+            )
+            return Decision("block", (reason,), score=1.0)
+        kind_action = policy.number_types.get(info.kind, "score")
+        if kind_action == "block":
+            reason = Reason(
+                "number_type_blocked", f"{masked} is a {info.kind.replace('_', '-')} number", "number"
+            )
+            return Decision("block", (reason,), score=1.0)
+        if not is_permitted(policy.allowed_countries, country):
+            reason = Reason(
+                "country_not_permitted", f"sending to {country} is not enabled for this account", "country"
+            )
+            return Decision("block", (reason,), score=1.0)
+        return None
+
+    def _layout(self, req: FraudRequest, info: NumberInfo, country: str, policy: TenantPolicy) -> _Layout:
+        k = self.keys
+        t = req.tenant_id
+        g = K.ALL_TENANTS
+        ranges = (
+            k.range(t, "all", ""),
+            k.range(t, "cc", country),
+            k.range(t, "p5", info.p5),
+            k.range(g, "cc", country),
+            k.range(g, "p5", info.p5),
+            k.range(g, "p4", info.p4),
+            k.range(g, "p3", info.p3),
+        )
+        num_hash = k.hash(info.e164)
+        dev_hash = k.hash("d:" + req.device_id) if req.device_id else None
+        ip_hash = k.hash("i:" + req.client_ip) if req.client_ip else None
+        values: dict[str, str | None] = {
+            "tenant": "",
+            "number": num_hash,
+            "ip": ip_hash,
+            "device": dev_hash,
+            "prefix": info.e164[: -policy.prefix_limit_digits],
+            "country": country,
+        }
+        limits: list[LimitSpec] = []
+        scopes: list[str] = []
+        for scope, windows in self._limit_groups(policy):
+            value = values[scope]
+            if value is None:
+                continue
+            limits.append(LimitSpec(k.limit(scope, t, value), windows, 2.0 * windows[-1][0]))
+            scopes.append(scope)
+        return _Layout(
+            ranges=ranges,
+            number=k.number(t, num_hash),
+            device=k.device(t, dev_hash) if dev_hash else None,
+            ip=k.ip(ip_hash) if ip_hash else None,
+            ip_countries=k.ip_countries(ip_hash) if ip_hash else None,
+            sweep=k.sweep(info.p4),
+            allow=k.allow(t),
+            block=k.block(t),
+            list_fields=(
+                f"n:{num_hash}",
+                f"p:{info.p3}",
+                f"p:{info.p4}",
+                f"p:{info.p5}",
+                f"c:{country}",
+            ),
+            limits=tuple(limits),
+            limit_scopes=tuple(scopes),
+        )
+
+    def _limit_groups(self, policy: TenantPolicy) -> tuple[tuple[str, tuple[tuple[int, int], ...]], ...]:
+        """The policy's limits grouped by scope, windows ascending (cached per policy)."""
+        got = self._groups.get(id(policy))
+        if got is not None and got[0] is policy:
+            return got[1]
+        by: dict[str, list[tuple[int, int]]] = {}
+        for rule in policy.limits:
+            by.setdefault(rule.scope, []).append((rule.window, rule.limit))
+        groups = tuple((scope, tuple(sorted(ws))) for scope, ws in by.items())
+        self._groups[id(policy)] = (policy, groups)
+        return groups
+
+    def _send_deltas(
+        self, weight: float, full: bool, challenged: bool, sign: float
+    ) -> tuple[tuple[int, float], ...]:
+        rp = self._pos[RANGE]
+        d: list[tuple[int, float]] = [(rp[K.SENT], sign), (rp[K.EXPECTED], sign * weight)]
+        d += [(p, sign * weight) for p in self._pend]
+        if full:
+            d.append((rp[K.LONG_SENT], sign))
+        if challenged:
+            d += [(rp[K.CH_SENT], sign), (rp[K.CH_EXPECTED], sign * weight)]
+        return tuple(d)
+
+    def _op(
+        self, key: str, schema: int, deltas: tuple[tuple[str, float], ...], at: float, ttl: float
+    ) -> HashAdd:
+        pos = self._pos[schema]
+        return HashAdd(key, schema, tuple((pos[f], d) for f, d in deltas), at, ttl)
+
+    def _plan(
+        self, req: FraudRequest, info: NumberInfo, country: str, lay: _Layout, weight: float, *, count: bool
+    ) -> Plan:
+        now = req.now
+        s = self.settings
+        cp = req.challenge_passed
+        rp = self._pos[RANGE]
+        req_fields: tuple[tuple[int, float], ...] = ((rp[K.REQUESTS], 1.0),)
+        if cp:
+            req_fields += ((rp[K.CH_PASSED_REQ], 1.0),)
+        full = self._send_deltas(weight, True, cp, 1.0) + req_fields
+        short = self._send_deltas(weight, False, cp, 1.0) + req_fields
+        r = lay.ranges
+        tp = self._pos[TENANT]
+        fttl, sttl = self._full_ttl, self._short_ttl
+        writes = [
+            HashAdd(r[0], TENANT, ((tp[K.LONG_SENT], 1.0), (tp[K.REQUESTS], 1.0)), now, fttl),
+            HashAdd(r[1], RANGE, full, now, fttl),
+            HashAdd(r[2], RANGE, full, now, fttl),
+            HashAdd(r[3], RANGE, full, now, fttl),
+            HashAdd(r[4], RANGE, full, now, fttl),
+            HashAdd(r[5], RANGE, short, now, sttl),
+            HashAdd(r[6], RANGE, short, now, sttl),
+            HashAdd(lay.number, NUMBER, ((0, 1.0),), now, _ENTITY_TTL),
+        ]
+        reads = [HashRead(r[0], TENANT)] + [HashRead(key, RANGE) for key in r[1:]]
+        reads.append(HashRead(lay.number, NUMBER))
+        lists = [(lay.sweep, s.sweep_list)]
+        pushes = [ListPush(lay.sweep, f"{info.suffix4}:{now:.0f}", s.sweep_list, 2.0 * s.sweep_window)]
+        if lay.device:
+            reads.append(HashRead(lay.device, DEVICE))
+            writes.append(HashAdd(lay.device, DEVICE, ((0, 1.0),), now, _ENTITY_TTL))
+        if lay.ip and lay.ip_countries:
+            reads.append(HashRead(lay.ip, IP))
+            writes.append(HashAdd(lay.ip, IP, ((0, 1.0), (1, 1.0)), now, _IP_TTL))
+            lists.append((lay.ip_countries, 8))
+            pushes.append(ListPush(lay.ip_countries, f"{country}:{now:.0f}", 8, _DAY))
+        return Plan(
+            now=now,
+            schemas=self.schemas,
+            count=count,
+            limits=lay.limits,
+            reads=tuple(reads),
+            lists=tuple(lists),
+            flags=(FlagRead(lay.allow, lay.list_fields), FlagRead(lay.block, lay.list_fields)),
+            writes=tuple(writes),
+            pushes=tuple(pushes),
+        )
+
+    def _limited(self, snap: Snapshot, lay: _Layout) -> Decision:
+        reasons = []
+        worst = 0.0
+        for hit in sorted(snap.hits, key=lambda h: -h.retry_after):
+            scope = lay.limit_scopes[hit.index]
+            worst = max(worst, hit.retry_after)
+            reasons.append(
+                Reason(
+                    "rate_limited",
+                    f"at most {hit.limit} per {_span(hit.window)} per {scope}; "
+                    f"retry in {math.ceil(hit.retry_after)} s",
+                    scope,
+                )
+            )
+        return Decision("rate_limited", tuple(reasons), retry_after=worst, score=0.0)
+
+    def _evidence(
+        self, req: FraudRequest, info: NumberInfo, country: str, snap: Snapshot, weight: float
+    ) -> Evidence:
+        s = self.settings
+        rows = snap.reads
+        lsent, lver, treq = rows[0]
+        views = [RangeView(row, s, weight if i < 2 else 0.0) for i, row in enumerate(rows[1:7])]
+        pad = (0.0,) * (len(s.delay_mixture) + 5)
+        views.insert(0, RangeView((0.0, 0.0, 0.0, 0.0, treq, lsent, lver, *pad), s))
+        ns, nv, nh = rows[7]
+        idx = 8
+        dq = dh = 0.0
+        if req.device_id:
+            dq, dh = rows[idx]
+            idx += 1
+        iq = iday = iv = 0.0
+        ip_countries = 0
+        if req.client_ip:
+            iq, iday, iv = rows[idx]
+            ip_countries = distinct_recent(snap.lists[1], req.now, _DAY, exclude=country)
+        cinfo = country_info(country)
+        return Evidence(
+            t_all=views[0],
+            t_cc=views[1],
+            t_p5=views[2],
+            g_cc=views[3],
+            g_p5=views[4],
+            g_p4=views[5],
+            g_p3=views[6],
+            number_sent=ns,
+            number_verified=nv,
+            number_history=nh,
+            device_requests=dq,
+            device_history=dh,
+            ip_short=iq,
+            ip_day=iday,
+            ip_verified=iv,
+            ip_countries=ip_countries,
+            sweep=sweep_of(snap.lists[0], info.suffix4, req.now, s.sweep_window),
+            local_hour=self._local.hour(info.zone, req.now),
+            risk=cinfo.risk,
+            price=cinfo.price_usd,
+            info=info,
+            has_ip=bool(req.client_ip),
+            has_device=bool(req.device_id),
+            challenge_passed=req.challenge_passed,
+        )
+
+    def _weight(self, tenant_id: str, country: str) -> float:
+        w = self._weights.get((tenant_id, country))
+        return w if w is not None else country_info(country).fillback
+
+    def _remember_weight(self, tenant_id: str, country: str, t_cc: RangeView) -> None:
+        prior = country_info(country).fillback
+        m = self.settings.tenant_prior_strength
+        p = (t_cc.long_verified + m * prior) / (t_cc.long_sent + m)
+        if len(self._weights) > 200_000:
+            self._weights.clear()
+        self._weights[(tenant_id, country)] = min(max(p, 0.5 * prior), 1.0)
+
+    def _decide(
+        self,
+        req: FraudRequest,
+        info: NumberInfo,
+        country: str,
+        policy: TenantPolicy,
+        lay: _Layout,
+        snap: Snapshot,
+        ev: Evidence,
+    ) -> Decision:
+        now = req.now
+        allow_flags, block_flags = snap.flags
+        for kind, value in zip(_LIST_KINDS, block_flags, strict=True):
+            if _active(value, now):
+                return Decision(
+                    "block", (Reason("blocklisted", f"this {kind} is on the block list", kind),), score=1.0
+                )
+        for value in allow_flags:
+            if _active(value, now):
+                return Decision("allow", score=0.0)
+
+        found = number_rules(ev, self.settings)
+        if found is not None and found.action == "block":
+            return Decision("block", (self._reason(found, info, country),), score=1.0)
+        if ev.number_history >= 0.5:  # returning user: verified before for this tenant
+            return Decision("allow", score=0.0)
+
+        if req.challenge_passed:
+            esc = escalation(ev, self.settings)
+            if esc is not None:
+                return Decision("block", (self._reason(esc, info, country),), score=1.0, challenged=True)
+            return Decision("allow", score=0.0, challenged=True)
+
+        reasons: list[Reason] = []
+        if found is not None:
+            reasons.append(self._reason(found, info, country))
+        if policy.number_types.get(info.kind) == "challenge":
+            reasons.append(
+                Reason(
+                    "number_type_challenged",
+                    f"{info.kind.replace('_', '-')} numbers need a challenge",
+                    "number",
+                )
+            )
+        rule = range_rules(ev, self.settings)
+        if rule is not None:
+            reasons.append(self._reason(rule, info, country))
+        x = ev.vector()
+        if self.feature_log is not None:
+            self.feature_log(req, x)
+        score = self.model.score(x)
+        threshold = policy.challenge_threshold
+        if threshold is None:
+            threshold = self.model.threshold
+        if score >= threshold:
+            reasons.extend(self._model_reasons(x, info, country, have={r.code for r in reasons}))
+        if reasons:
+            return Decision("challenge", tuple(reasons), score=score)
+        return Decision("allow", score=score)
+
+    def _reason(self, f: Finding, info: NumberInfo, country: str) -> Reason:
+        masked = mask_e164(info.e164, info.country_code)
+        where = f.where
+        across = " (across tenants)" if where.startswith("g_") else ""
+        if where == "number":
+            return Reason(f.code, f"{masked}: {f.detail}", "number")
+        if where.endswith("cc"):
+            return Reason(f.code, f"{country}{across}: {f.detail}", "country")
+        depth = {"p5": (info.p5, 5), "p4": (info.p4, 4), "p3": (info.p3, 3)}[where[2:]]
+        text = describe_prefix(depth[0], info.country_code) + "x" * depth[1]
+        return Reason(f.code, f"{text}{across}: {f.detail}", "prefix")
+
+    def _model_reasons(self, x: list[float], info: NumberInfo, country: str, have: set[str]) -> list[Reason]:
+        out: list[Reason] = []
+        for name, contrib in self.model.contributions(x)[:3]:
+            if contrib < 0.5 and out:
+                break
+            code, scope = _FEATURE_REASON.get(name, ("fraud_score", "tenant"))
+            if code in have or any(r.code == code for r in out):
+                continue
+            where = country if scope == "country" else describe_prefix(info.p4, info.country_code) + "xxxx"
+            if scope in ("ip", "number", "tenant"):
+                where = {"ip": "this client IP", "number": mask_e164(info.e164, info.country_code)}.get(
+                    scope, "this account"
+                )
+            out.append(Reason(code, f"{where}: {name.replace('_', ' ')} raised the fraud score", scope))
+        if not out and not have:
+            out.append(Reason("fraud_score", "the combined fraud score is above the threshold", "tenant"))
+        return out
+
+    def _finish(
+        self,
+        req: FraudRequest,
+        info: NumberInfo,
+        policy: TenantPolicy,
+        decision: Decision,
+        plan: Plan | None,
+        weight: float | None,
+        dry_run: bool,
+        shared: bool = True,
+    ) -> Decision:
+        if not policy.enforce and decision.action in ("challenge", "block"):
+            log.info("antifraud monitor mode: would %s %s", decision.action, _codes(decision))
+            decision = Decision("allow", decision.reasons, None, decision.score, decision.shared_state)
+        if dry_run:
+            return decision
+        self.stats.decisions[decision.action] += 1
+        if decision.reasons:
+            self.stats.reasons[decision.reasons[0].code] += 1
+        if not shared:
+            self.stats.local_state += 1
+        if plan is not None and weight is not None and decision.action != "allow":
+            self.backend.settle(self._correction(req, plan, weight, decision), shared=shared)
+        elif decision.action != "allow":
+            self.backend.settle(Settle(pushes=(self._record(req, info, decision),)), shared=shared)
+        if decision.action != "allow":
+            log.info(
+                "antifraud %s tenant=%s to=%s country=%s reasons=%s score=%.3f",
+                decision.action,
+                req.tenant_id,
+                mask_e164(info.e164, info.country_code or None),
+                req.country or info.region,
+                _codes(decision),
+                decision.score,
+            )
+        return decision
+
+    def _correction(self, req: FraudRequest, plan: Plan, weight: float, decision: Decision) -> Settle:
+        """Undo the tentative send of a request that was not allowed (and count a challenge)."""
+        info = number_info(req.e164)
+        now = req.now
+        cp = req.challenge_passed
+        w = plan.writes
+        full = self._send_deltas(weight, True, cp, -1.0)
+        short = self._send_deltas(weight, False, cp, -1.0)
+        if decision.action == "challenge":
+            ch = ((self._pos[RANGE][K.CHALLENGED], 1.0),)
+            full += ch
+            short += ch
+        fttl, sttl = self._full_ttl, self._short_ttl
+        adds = (
+            HashAdd(w[0].key, TENANT, ((self._pos[TENANT][K.LONG_SENT], -1.0),), now, fttl),
+            HashAdd(w[1].key, RANGE, full, now, fttl),
+            HashAdd(w[2].key, RANGE, full, now, fttl),
+            HashAdd(w[3].key, RANGE, full, now, fttl),
+            HashAdd(w[4].key, RANGE, full, now, fttl),
+            HashAdd(w[5].key, RANGE, short, now, sttl),
+            HashAdd(w[6].key, RANGE, short, now, sttl),
+            HashAdd(w[7].key, NUMBER, ((0, -1.0),), now, _ENTITY_TTL),
+        )
+        undos = tuple(LimitUndo(spec.key, tuple(wl[0] for wl in spec.windows), now) for spec in plan.limits)
+        return Settle(adds, undos, (self._record(req, info, decision),))
+
+    def _record(self, req: FraudRequest, info: NumberInfo, decision: Decision) -> ListPush:
+        rec = {
+            "at": req.now,
+            "tenant_id": req.tenant_id,
+            "number": mask_e164(info.e164, info.country_code or None),
+            "country": req.country or info.region,
+            "action": decision.action,
+            "codes": [r.code for r in decision.reasons],
+            "messages": [r.message for r in decision.reasons],
+            "score": round(decision.score, 4),
+        }
+        return ListPush(
+            self.keys.decisions(req.tenant_id),
+            json.dumps(rec, separators=(",", ":")),
+            self.settings.decisions_kept,
+            30 * _DAY,
+        )
+
+    # ---- feedback from the gateway ------------------------------------------------------------------
+
+    async def record_verified(
+        self,
+        tenant_id: str,
+        e164: str,
+        country: str,
+        sent_at: float,
+        now: float,
+        *,
+        client_ip: str | None = None,
+        device_id: str | None = None,
+        challenged: bool = False,
+    ) -> None:
+        """An OTP sent at ``sent_at`` was verified at ``now`` (``challenged``: it was sent after a
+        passed challenge, ``Decision.challenged``)."""
+        info = number_info(e164)
+        country = country or info.region
+        k = self.keys
+        t, g = tenant_id, K.ALL_TENANTS
+        ver: tuple[tuple[str, float], ...] = ((K.VERIFIED, 1.0),)
+        if challenged:
+            ver += ((K.CH_VERIFIED, 1.0),)
+        full = (*ver, (K.LONG_VERIFIED, 1.0))
+        op = self._op
+        fttl, sttl = self._full_ttl, self._short_ttl
+        number = k.number(t, k.hash(info.e164))
+        writes = [
+            op(k.range(t, "all", ""), TENANT, ((K.LONG_VERIFIED, 1.0),), sent_at, fttl),
+            op(k.range(t, "cc", country), RANGE, full, sent_at, fttl),
+            op(k.range(t, "p5", info.p5), RANGE, full, sent_at, fttl),
+            op(k.range(g, "cc", country), RANGE, full, sent_at, fttl),
+            op(k.range(g, "p5", info.p5), RANGE, full, sent_at, fttl),
+            op(k.range(g, "p4", info.p4), RANGE, ver, sent_at, sttl),
+            op(k.range(g, "p3", info.p3), RANGE, ver, sent_at, sttl),
+            op(number, NUMBER, ((K.NUM_VERIFIED, 1.0),), sent_at, _ENTITY_TTL),
+            op(number, NUMBER, ((K.NUM_HISTORY, 1.0),), now, _ENTITY_TTL),
+        ]
+        if device_id:
+            dev = k.device(t, k.hash("d:" + device_id))
+            writes.append(op(dev, DEVICE, ((K.DEV_HISTORY, 1.0),), now, _ENTITY_TTL))
+        if client_ip:
+            writes.append(op(k.ip(k.hash("i:" + client_ip)), IP, ((K.IP_VERIFIED, 1.0),), sent_at, _IP_TTL))
+        await self.backend.check(Plan(now=now, schemas=self.schemas, writes=tuple(writes)))
+
+    async def record_delivery_failed(
+        self, tenant_id: str, e164: str, country: str, sent_at: float, now: float
+    ) -> None:
+        """The carrier reported that an OTP sent at ``sent_at`` was not delivered."""
+        info = number_info(e164)
+        country = country or info.region
+        k = self.keys
+        t, g = tenant_id, K.ALL_TENANTS
+        fail = ((K.FAILED, 1.0),)
+        fttl, sttl = self._full_ttl, self._short_ttl
+        writes = [
+            self._op(k.range(t, "cc", country), RANGE, fail, sent_at, fttl),
+            self._op(k.range(t, "p5", info.p5), RANGE, fail, sent_at, fttl),
+            self._op(k.range(g, "cc", country), RANGE, fail, sent_at, fttl),
+            self._op(k.range(g, "p5", info.p5), RANGE, fail, sent_at, fttl),
+            self._op(k.range(g, "p4", info.p4), RANGE, fail, sent_at, sttl),
+            self._op(k.range(g, "p3", info.p3), RANGE, fail, sent_at, sttl),
+        ]
+        await self.backend.check(Plan(now=now, schemas=self.schemas, writes=tuple(writes)))
+
+    async def flush(self, now: float | None = None) -> None:
+        """Apply queued corrections now (run-until-idle for tests and idle processes)."""
+        await self.backend.flush(self.clock() if now is None else now, self.schemas)
+
+    # ---- admin --------------------------------------------------------------------------------------
+
+    def _list_field(self, kind: ListKind, value: str) -> tuple[str, str]:
+        """(hash field, label shown to admins) for a number, prefix or country."""
+        if kind == "number":
+            info = number_info(value)
+            return f"n:{self.keys.hash(info.e164)}", mask_e164(info.e164, info.country_code or None)
+        if kind == "prefix":
+            if not value.startswith("+") or not value[1:].isdigit() or not 4 <= len(value) <= 13:
+                raise ValueError("a prefix is '+' and 3 to 12 digits, e.g. +4915123")
+            return f"p:{value}", value
+        if kind == "country":
+            return f"c:{value.upper()}", value.upper()
+        raise ValueError(f"unknown list kind {kind!r}")
+
+    async def allow(self, tenant_id: str, kind: ListKind, value: str, *, until: float | None = None) -> str:
+        """Allow-list a number, a prefix (matched at its 1k, 10k or 100k block) or a country: range
+        rules, breakers and the model no longer refuse it (number rules, geo and limits still apply).
+        Returns the label stored (numbers masked)."""
+        f, label = self._list_field(kind, value)
+        await self.backend.hset(self.keys.allow(tenant_id), {f: f"{until or 0}|{label}|{self.clock():.0f}"})
+        log.warning("antifraud admin: allow-listed %s %s for tenant %s", kind, label, tenant_id)
+        return label
+
+    async def lift(self, tenant_id: str, kind: ListKind, value: str) -> str:
+        """Lift a range-level block or challenge now: exempt it for ``lift_seconds`` (after which the
+        counters, which keep decaying, decide again)."""
+        return await self.allow(tenant_id, kind, value, until=self.clock() + self.settings.lift_seconds)
+
+    async def block(self, tenant_id: str, kind: ListKind, value: str) -> str:
+        f, label = self._list_field(kind, value)
+        await self.backend.hset(self.keys.block(tenant_id), {f: f"0|{label}|{self.clock():.0f}"})
+        log.warning("antifraud admin: blocked %s %s for tenant %s", kind, label, tenant_id)
+        return label
+
+    async def unlist(self, tenant_id: str, kind: ListKind, value: str) -> bool:
+        """Remove a number, prefix or country from both the allow and the block list."""
+        f, _ = self._list_field(kind, value)
+        a = await self.backend.hdel(self.keys.allow(tenant_id), [f])
+        b = await self.backend.hdel(self.keys.block(tenant_id), [f])
+        return bool(a or b)
+
+    async def lists(self, tenant_id: str) -> dict[str, list[dict[str, object]]]:
+        out: dict[str, list[dict[str, object]]] = {}
+        now = self.clock()
+        for name, key in (("allow", self.keys.allow(tenant_id)), ("block", self.keys.block(tenant_id))):
+            entries: list[dict[str, object]] = []
+            for f, raw in sorted((await self.backend.hgetall(key)).items()):
+                until, label, at = [*raw.split("|"), "", "", ""][:3]
+                kind = {"n": "number", "p": "prefix", "c": "country"}.get(f[:1], "?")
+                u = float(until or 0)
+                entries.append(
+                    {
+                        "kind": kind,
+                        "value": label,
+                        "until": u or None,
+                        "active": u == 0 or u > now,
+                        "since": float(at or 0),
+                    }
+                )
+            out[name] = entries
+        return out
+
+    async def recent_decisions(self, tenant_id: str, limit: int = 50) -> list[DecisionRecord]:
+        """The tenant's most recent refusals (challenge, block, rate_limited), newest first."""
+        await self.flush()
+        out = []
+        for raw in await self.backend.lrange(self.keys.decisions(tenant_id), limit):
+            d = json.loads(raw)
+            out.append(
+                DecisionRecord(
+                    at=float(d["at"]),
+                    tenant_id=str(d["tenant_id"]),
+                    number=str(d["number"]),
+                    country=str(d["country"]),
+                    action=d["action"],
+                    codes=tuple(d["codes"]),
+                    score=float(d["score"]),
+                    messages=tuple(d["messages"]),
+                )
+            )
+        return out
+
+
+_LIST_KINDS: tuple[Literal["number", "prefix", "country"], ...] = (
+    "number",
+    "prefix",
+    "prefix",
+    "prefix",
+    "country",
+)
+
+
+def _active(value: str, now: float) -> bool:
+    if not value:
+        return False
+    until = value.split("|", 1)[0]
+    try:
+        u = float(until)
+    except ValueError:
+        return False
+    return u == 0 or u > now
+
+
+def _span(window: int) -> str:
+    return {60: "minute", 3600: "hour", 86400: "day"}.get(window, f"{window} s")
+
+
+def _codes(d: Decision) -> str:
+    return ",".join(r.code for r in d.reasons) or "-"
+
+
+def _replace_shared(d: Decision) -> Decision:
+    return Decision(d.action, d.reasons, d.retry_after, d.score, False, d.challenged)

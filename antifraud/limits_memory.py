@@ -1,0 +1,309 @@
+"""The embedded backend: the semantics of ``limits.py`` on plain Python objects, for one process.
+
+It is the default when no Redis is configured, the Redis backend's fallback during an outage, and
+the reference the Lua script is tested against (the same test module runs on both). Keys expire at
+``plan.now + ttl`` on the plan's own clock (Redis expires on the server's wall clock); expired keys
+are dropped lazily when touched and by a minute-bucketed expiry wheel, so memory stays bounded
+without a scan of every key.
+
+Millions of small records must not slow the garbage collector down: records are ``array('d')``,
+lists are tuples of strings and rate-limit windows live in one flat dict, none of which the
+collector has to traverse (a full collection over a million Python lists takes ~100 ms).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+from antifraud.limits import (
+    BackendStats,
+    HashAdd,
+    LimitHit,
+    LimitUndo,
+    ListPush,
+    Plan,
+    Settle,
+    Snapshot,
+    retry_after,
+)
+
+_WHEEL = 60.0
+_SHIFT = 1 << 20  # a window slot holds bucket * _SHIFT + count (see limits.py)
+_Groups = tuple[tuple[float, tuple[int, ...]], ...]
+Record = array  # array('d'): [t, v0, v1, ...]
+
+
+def _groups(schemas: tuple[tuple[float, ...], ...]) -> tuple[_Groups, ...]:
+    """Per schema, positions grouped by τ (record index = position + 1), so one exp per τ."""
+    out = []
+    for taus in schemas:
+        by: dict[float, list[int]] = {}
+        for pos, tau in enumerate(taus):
+            by.setdefault(tau, []).append(pos + 1)
+        out.append(tuple((tau, tuple(ix)) for tau, ix in by.items()))
+    return tuple(out)
+
+
+class MemoryFraudBackend:
+    def __init__(self) -> None:
+        self.stats = BackendStats()
+        self._h: dict[str, array[float]] = {}  # decayed records
+        self._s: dict[str, dict[str, str]] = {}  # plain hashes (allow/block lists)
+        self._lim: dict[str, int] = {}  # "<key>|<window>|<bucket % 2>" -> bucket * 2**20 + count
+        self._limkeys: dict[str, tuple[str, ...]] = {}  # limit key -> its fields
+        self._l: dict[str, tuple[str, ...]] = {}  # lists, newest first
+        self._exp: dict[str, float] = {}
+        self._wheel: dict[int, set[str]] = {}
+        self._wheel_pos: int | None = None
+        self._pending: list[Settle] = []
+        self._groups_for: tuple[tuple[tuple[float, ...], ...], tuple[_Groups, ...]] | None = None
+
+    # ---- expiry ----------------------------------------------------------------------------------
+
+    def _expire(self, key: str, at: float) -> None:
+        """Set the key's expiry; moves of less than a wheel slot are skipped (TTLs are hours), so a
+        key may expire up to a minute early, never late."""
+        old = self._exp.get(key)
+        if old is not None and 0.0 <= at - old < _WHEEL:
+            return
+        self._exp[key] = at
+        self._wheel.setdefault(int(at // _WHEEL), set()).add(key)
+
+    def _drop(self, key: str) -> None:
+        self._h.pop(key, None)
+        self._s.pop(key, None)
+        self._l.pop(key, None)
+        self._exp.pop(key, None)
+        for f in self._limkeys.pop(key, ()):
+            self._lim.pop(f, None)
+
+    def _purge(self, now: float) -> None:
+        slot = int(now // _WHEEL)
+        pos = self._wheel_pos
+        if pos is None or pos > slot or slot - pos > 10_000:
+            for s in [s for s in self._wheel if s < slot]:
+                self._purge_slot(s, now)
+        else:
+            for s in range(pos, slot):
+                if s in self._wheel:
+                    self._purge_slot(s, now)
+        self._wheel_pos = slot
+
+    def _purge_slot(self, slot: int, now: float) -> None:
+        for key in self._wheel.pop(slot, ()):
+            at = self._exp.get(key)
+            if at is not None and at <= now:
+                self._drop(key)
+            elif at is not None:  # moved on meanwhile: make sure it sits in its current slot
+                self._wheel.setdefault(int(at // _WHEEL), set()).add(key)
+
+    def _get(self, key: str, now: float) -> bool:
+        """True if the key exists and has not expired (an expired key is dropped)."""
+        at = self._exp.get(key)
+        if at is not None and at <= now:
+            self._drop(key)
+            return False
+        return True
+
+    def keys(self) -> set[str]:
+        """Every live key (tests assert what is left behind)."""
+        return set(self._h) | set(self._s) | set(self._limkeys) | set(self._l)
+
+    # ---- the operations ----------------------------------------------------------------------------
+
+    def _groups(self, schemas: tuple[tuple[float, ...], ...]) -> tuple[_Groups, ...]:
+        cached = self._groups_for
+        if cached is None or cached[0] is not schemas:
+            cached = self._groups_for = (schemas, _groups(schemas))
+        return cached[1]
+
+    def _load(
+        self, key: str, size: int, now: float, groups: _Groups, cache: dict[str, array[float]]
+    ) -> array[float]:
+        """The record decayed to ``now`` (stamped max(now, t)); zeros if missing."""
+        st = cache.get(key)
+        if st is not None:
+            return st
+        raw = self._h.get(key)
+        if raw is not None:
+            at = self._exp.get(key)
+            if at is not None and at <= now:
+                self._drop(key)
+                raw = None
+        if raw is None:
+            st = array("d", bytes(8 * (size + 1)))
+            st[0] = now
+        else:
+            st = array("d", raw)
+            if len(st) <= size:
+                st.extend([0.0] * (size + 1 - len(st)))
+            dt = now - st[0]
+            if dt > 0:
+                exp = math.exp
+                for tau, ix in groups:
+                    f = exp(-dt / tau)
+                    for i in ix:
+                        st[i] *= f
+                st[0] = now
+        cache[key] = st
+        return st
+
+    def _add(
+        self,
+        op: HashAdd,
+        now: float,
+        schemas: tuple[tuple[float, ...], ...],
+        groups: tuple[_Groups, ...],
+        cache: dict[str, array[float]],
+    ) -> None:
+        taus = schemas[op.schema]
+        st = cache.get(op.key)
+        if st is None:
+            st = self._load(op.key, len(taus), now, groups[op.schema], cache)
+        age = st[0] - op.at
+        if age > 0:
+            exp = math.exp
+            for pos, d in op.deltas:
+                st[pos + 1] += d * exp(-age / taus[pos])
+        else:
+            for pos, d in op.deltas:
+                st[pos + 1] += d
+        self._h[op.key] = st
+        self._expire(op.key, now + op.ttl)
+
+    def _undo(self, op: LimitUndo, now: float) -> None:
+        if not self._get(op.key, now):
+            return
+        lim = self._lim
+        for window in op.windows:
+            b = math.floor(op.at / window)
+            f = f"{op.key}|{window}|{b % 2}"
+            v = lim.get(f)
+            if v is not None and v // _SHIFT == b and v % _SHIFT > 0:
+                lim[f] = v - 1
+
+    def _push(self, op: ListPush, now: float) -> None:
+        old = self._l.get(op.key, ()) if self._get(op.key, now) else ()
+        self._l[op.key] = (op.value, *old[: op.maxlen - 1])
+        self._expire(op.key, now + op.ttl)
+
+    def settle(self, ops: Settle, *, shared: bool = True) -> None:
+        if ops:
+            self._pending.append(ops)
+            self.stats.settles += 1
+            self.stats.pending = len(self._pending)
+
+    def _apply_pending(self, now: float, schemas: tuple[tuple[float, ...], ...]) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        groups = self._groups(schemas)
+        cache: dict[str, array[float]] = {}
+        for ops in pending:
+            for a in ops.adds:
+                self._add(a, now, schemas, groups, cache)
+            for u in ops.undos:
+                self._undo(u, now)
+            for p in ops.pushes:
+                self._push(p, now)
+        self.stats.pending = 0
+
+    async def flush(self, now: float, schemas: tuple[tuple[float, ...], ...]) -> None:
+        self._apply_pending(now, schemas)
+
+    def execute(self, plan: Plan) -> Snapshot:
+        """The whole check, synchronously (the Redis backend's fallback calls this directly)."""
+        now = plan.now
+        schemas = plan.schemas
+        self.stats.checks += 1
+        self._purge(now)
+        self._apply_pending(now, schemas)
+
+        hits: list[LimitHit] = []
+        lim = self._lim
+        floor = math.floor
+        for i, spec in enumerate(plan.limits):
+            live = spec.key in self._limkeys and self._get(spec.key, now)
+            for window, limit in spec.windows:
+                if not live and limit >= 1:
+                    continue
+                b = floor(now / window)
+                cur = prev = 0.0
+                if live:
+                    v = lim.get(f"{spec.key}|{window}|{b % 2}", 0)
+                    cur = float(v % _SHIFT) if v // _SHIFT == b else 0.0
+                    v = lim.get(f"{spec.key}|{window}|{(b - 1) % 2}", 0)
+                    prev = float(v % _SHIFT) if v // _SHIFT == b - 1 else 0.0
+                frac = (now - b * window) / window
+                if prev * (1.0 - frac) + cur + 1 > limit:
+                    hits.append(LimitHit(i, window, limit, retry_after(cur, prev, limit, now, window)))
+        if hits:
+            return Snapshot(hits=tuple(hits))
+
+        groups = self._groups(schemas)
+        cache: dict[str, array[float]] = {}
+        reads = []
+        for r in plan.reads:
+            size = len(schemas[r.schema])
+            st = self._load(r.key, size, now, groups[r.schema], cache)
+            reads.append(tuple(st[1 : size + 1]))
+        lists = []
+        for key, n in plan.lists:
+            got = self._l.get(key) if self._get(key, now) else None
+            lists.append(got[:n] if got else ())
+        flags = []
+        for fr in plan.flags:
+            sh = self._s.get(fr.key) if self._get(fr.key, now) else None
+            flags.append(tuple(sh.get(f, "") for f in fr.fields) if sh else ("",) * len(fr.fields))
+
+        if plan.count:
+            for w in plan.writes:
+                self._add(w, now, schemas, groups, cache)
+            for p in plan.pushes:
+                self._push(p, now)
+            for spec in plan.limits:
+                fields: list[str] = []
+                for window, _ in spec.windows:
+                    b = floor(now / window)
+                    f = f"{spec.key}|{window}|{b % 2}"
+                    v = lim.get(f, 0)
+                    lim[f] = v + 1 if v // _SHIFT == b else b * _SHIFT + 1
+                    fields += (f, f"{spec.key}|{window}|{(b + 1) % 2}")
+                self._limkeys[spec.key] = tuple(fields)
+                self._expire(spec.key, now + spec.ttl)
+        return Snapshot(
+            reads=tuple(reads), lists=tuple(lists), flags=tuple(flags), counted=plan.count, shared=True
+        )
+
+    async def check(self, plan: Plan) -> Snapshot:
+        return self.execute(plan)
+
+    # ---- admin -------------------------------------------------------------------------------------
+
+    async def hset(self, key: str, mapping: dict[str, str]) -> None:
+        self._s.setdefault(key, {}).update(mapping)
+
+    async def hdel(self, key: str, fields: list[str]) -> int:
+        h = self._s.get(key, {})
+        n = sum(1 for f in fields if h.pop(f, None) is not None)
+        if key in self._s and not h:
+            del self._s[key]
+        return n
+
+    async def hgetall(self, key: str) -> dict[str, str]:
+        return dict(self._s.get(key, {}))
+
+    async def delete(self, keys: list[str]) -> int:
+        live = self.keys()
+        n = 0
+        for k in keys:
+            n += k in live
+            self._drop(k)
+        return n
+
+    async def lrange(self, key: str, count: int) -> list[str]:
+        return list(self._l.get(key, ()))[:count]
+
+    async def close(self) -> None:
+        return None
