@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,27 +24,27 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from carriers.base import Carrier
-from carriers.encoding import count_segments
-from carriers.http import HttpCarrier
 from carriers.routing import Route
-from carriers.smpp import SmppCarrier
 from gateway import __version__
 from gateway.api.registry import ROUTES
+from gateway.api.routes import ROUTE_LOADER, WEBHOOKS, reload_routes
 from gateway.config import Settings
+from gateway.config import load as load_settings
 from gateway.context import CTX, Context
-from gateway.dispatch import CarrierRoutes, Dispatcher
+from gateway.dispatch import Dispatcher
 from gateway.middleware import edge
 from gateway.privacy.crypto import decode_master_key, new_master_key
 from gateway.privacy.quiet import load_rules as load_quiet_rules
+from gateway.routetable import RouteTable, build_carrier
 from gateway.services.otp import render_message
 from gateway.services.senderid import SenderIds
 from gateway.state import FallbackState, MemoryState, RedisState, redis_client
 from gateway.store import RetentionPolicy, SqliteStore
 from gateway.store.records import MessageRecord
 from gateway.store.router import Stores
+from gateway.webhooks import WebhookSender
 from metrics.fillback import MemoryFillback, RedisFillback
-from metrics.instruments import create_instruments
+from metrics.instruments import RouteHealthCollector, create_instruments, use_route_health_collector
 from senderid import load_rules as load_senderid_rules
 
 log = logging.getLogger("smsgw.app")
@@ -200,37 +201,42 @@ def create_app(
 
     async def carriers_ctx(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession()
-        carriers: dict[str, Carrier] = {}
-        for c in settings.carriers:
-            if c.type == "http":
-                carriers[c.name] = HttpCarrier(
-                    c.name,
-                    c.url,
-                    session,
-                    timeout=c.timeout_seconds,
-                    batch_max=c.batch_max,
-                    segment_counter=count_segments,
-                )
-            else:
-                carriers[c.name] = SmppCarrier(
-                    c.name,
-                    c.host,
-                    c.port,
-                    c.system_id,
-                    c.password,
-                    system_type=c.system_type,
-                    bind_mode=c.bind_mode,
-                    binds=c.binds,
-                    window=c.window,
-                    tps=c.tps or None,
-                    enquire_link_interval=c.enquire_link_seconds,
-                    response_timeout=c.timeout_seconds,
-                )
-        ctx.table = CarrierRoutes(routes_from(settings), carriers)
+        table = RouteTable(
+            settings,
+            lambda c: build_carrier(c, session),
+            clock=clock,
+            fillback=ctx.fillback,
+            instruments=ctx.instruments,
+        )
+        ctx.table = table
+        collector = RouteHealthCollector(table.samples, table.bind_samples)
+        use_route_health_collector(ctx.instruments, collector)
+        source = None if settings.source == "defaults" else settings.source
+        ctx.extras[ROUTE_LOADER] = lambda: load_settings(source, os.environ)
+        loop = asyncio.get_running_loop()
+        reloads: set[asyncio.Task[object]] = set()
+
+        def on_sighup() -> None:
+            task: asyncio.Task[object] = asyncio.ensure_future(reload_routes(ctx))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # logged by reload_routes
+
+        sighup = source is not None  # `smsgw serve --config FILE`: `kill -HUP` re-reads FILE
+        if sighup:
+            try:
+                loop.add_signal_handler(signal.SIGHUP, on_sighup)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                sighup = False
+        stats = asyncio.create_task(table.run_stats(), name="route-stats")
         yield
-        for carrier in carriers.values():
-            await carrier.close()
+        if sighup:
+            loop.remove_signal_handler(signal.SIGHUP)
+        stats.cancel()
+        await asyncio.gather(stats, *reloads, return_exceptions=True)
+        await table.close()
         await session.close()
+        ctx.instruments.registry.unregister(collector)
 
     async def maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
         """Background upkeep: new data keys from a rotation elsewhere; the retention purge."""
@@ -253,6 +259,9 @@ def create_app(
                 ctx.instruments.otp_verified.labels(rec.tenant_id, rec.country, route)
                 await ctx.record_fillback("sent", rec.tenant_id, rec.country, route, rec.created_at)
 
+        webhooks = WebhookSender(ctx.regions, settings.webhooks, ctx.instruments, clock=clock)
+        ctx.extras[WEBHOOKS] = webhooks
+        await webhooks.start()
         dispatcher = Dispatcher(
             ctx.regions,
             ctx.routes,
@@ -262,23 +271,18 @@ def create_app(
             dlr_url=dlr_url,
             worker_id=f"{socket.gethostname()}:{os.getpid()}",
             on_sent=on_sent,
+            status_sink=webhooks,
             clock=clock,
         )
         ctx.dispatcher = dispatcher
-        for carrier in ctx.routes.carriers.values():
-            await carrier.start(dispatcher.on_receipt)
-        for (
-            carrier
-        ) in ctx.routes.carriers.values():  # give binds a moment, so the first requests find a route
-            if isinstance(carrier, SmppCarrier):
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(3.0):
-                        await carrier.wait_up()
+        await ctx.routes.start(dispatcher.on_receipt)
+        await ctx.routes.wait_up(3.0)  # give SMPP binds a moment, so the first requests find a route
         await dispatcher.start()
         ctx.ready = True
         yield
         ctx.ready = False
         await dispatcher.stop()
+        await webhooks.stop()
 
     ctx.extras["quiet_rules"] = load_quiet_rules(settings.quiet_hours)
     app.cleanup_ctx.extend([store_ctx, state_ctx, carriers_ctx, dispatch_ctx, maintenance_ctx])

@@ -106,6 +106,44 @@ class RouteSettings:
     senders: list[str] = field(default_factory=lambda: ["*"])
     price: float = 0.01  # per segment
     priority: int = 100
+    # price per segment by ISO country ("DE") or number prefix ("+4915"); the longest matching prefix
+    # wins, then the country, then ``price``
+    prices: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """Route selection and health (docs/routing.md); reloaded with the route table."""
+
+    breaker_failures: int = 5  # consecutive failed submissions that open a route's breaker
+    breaker_failure_rate: float = 0.5  # ... or this share of failures
+    breaker_min_samples: int = 20  # ... among at least this many submissions
+    breaker_window_seconds: float = 60.0  # ... within this window
+    breaker_cooldown_seconds: float = 30.0  # open this long, then one probe
+    breaker_max_cooldown_seconds: float = 300.0  # the cool-down doubles after each failed probe
+    throttle_hold_seconds: float = 0.5  # a throttled route takes no new message this long (doubling)
+    throttle_hold_max_seconds: float = 8.0
+    stats_window_seconds: float = 1800.0  # delivery and fill-back rates over this window
+    stats_refresh_seconds: float = 10.0  # how often fill-back rates are read from the shared store
+    delivery_prior_mean: float = 0.9  # a route with no receipts reads this delivery rate ...
+    fillback_prior_mean: float = 0.6  # ... and no OTPs this fill-back
+    prior_strength: float = 20.0  # worth this many messages
+    explore_share: float = 0.02  # share of messages that may go to a little-sampled runner-up
+    explore_below: int = 200  # samples under which a runner-up is worth exploring
+    drain_seconds: float = 10.0  # a carrier removed by a reload finishes its submissions this long
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Status callbacks to tenant webhooks (docs/routing.md)."""
+
+    timeout_seconds: float = 5.0
+    max_attempts: int = 6  # one try and up to five retries
+    backoff_seconds: float = 1.0  # first retry after this, doubling
+    max_backoff_seconds: float = 60.0
+    queue_limit: int = 10_000  # events waiting beyond this are dropped (counted and logged)
+    concurrency: int = 8  # POSTs in flight at once
+    allow_private_hosts: bool = False  # accept URLs on loopback/private addresses (on-premises receivers)
 
 
 @dataclass(frozen=True)
@@ -140,6 +178,8 @@ class Settings:
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     carriers: list[CarrierSettings] = field(default_factory=list)
     routes: list[RouteSettings] = field(default_factory=list)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     residency: ResidencySettings = field(default_factory=ResidencySettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     quiet_hours: dict[str, str] = field(default_factory=dict)  # ISO -> window spec, overrides the data file
@@ -196,6 +236,35 @@ _CHECKS: dict[str, Any] = {
         v in ("international", "local", "any") or "must be international|local|any"
     ),
     "routes.price": lambda v: v >= 0 or "must not be negative",
+    "routes.prices": lambda v: (
+        all(
+            p >= 0 and ((len(k) == 2 and k.isalpha() and k.isupper()) or (k[:1] == "+" and k[1:].isdigit()))
+            for k, p in v.items()
+        )
+        or "keys are ISO country codes (DE) or +prefixes (+4915), prices not negative"
+    ),
+    "routing.breaker_failures": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
+    "routing.breaker_failure_rate": lambda v: 0 < v <= 1 or "must be in (0, 1]",
+    "routing.breaker_min_samples": lambda v: 1 <= v <= 100_000 or "must be between 1 and 100000",
+    "routing.breaker_window_seconds": lambda v: 1 <= v <= 3600 or "must be between 1 and 3600",
+    "routing.breaker_cooldown_seconds": lambda v: 0.1 <= v <= 3600 or "must be between 0.1 and 3600",
+    "routing.breaker_max_cooldown_seconds": lambda v: 0.1 <= v <= 86400 or "must be between 0.1 and 86400",
+    "routing.throttle_hold_seconds": lambda v: 0 <= v <= 60 or "must be between 0 and 60",
+    "routing.throttle_hold_max_seconds": lambda v: 0 <= v <= 600 or "must be between 0 and 600",
+    "routing.stats_window_seconds": lambda v: 60 <= v <= 86400 or "must be between 60 and 86400",
+    "routing.stats_refresh_seconds": lambda v: 0.1 <= v <= 3600 or "must be between 0.1 and 3600",
+    "routing.delivery_prior_mean": lambda v: 0 < v < 1 or "must be in (0, 1)",
+    "routing.fillback_prior_mean": lambda v: 0 < v < 1 or "must be in (0, 1)",
+    "routing.prior_strength": lambda v: 0 < v <= 10_000 or "must be in (0, 10000]",
+    "routing.explore_share": lambda v: 0 <= v <= 0.5 or "must be between 0 and 0.5",
+    "routing.explore_below": lambda v: v >= 0 or "must not be negative",
+    "routing.drain_seconds": lambda v: 0 <= v <= 600 or "must be between 0 and 600",
+    "webhooks.timeout_seconds": lambda v: 0.1 <= v <= 60 or "must be between 0.1 and 60",
+    "webhooks.max_attempts": lambda v: 1 <= v <= 20 or "must be between 1 and 20",
+    "webhooks.backoff_seconds": lambda v: 0.001 <= v <= 3600 or "must be between 0.001 and 3600",
+    "webhooks.max_backoff_seconds": lambda v: 0.001 <= v <= 86400 or "must be between 0.001 and 86400",
+    "webhooks.queue_limit": lambda v: 1 <= v <= 10_000_000 or "must be between 1 and 10000000",
+    "webhooks.concurrency": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
     "retention.interval_seconds": lambda v: 1 <= v <= 86400 or "must be between 1 and 86400",
 }
 

@@ -18,16 +18,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from carriers.base import Carrier, DeliveryReceipt, ReceiptStatus, Submission, SubmitOutcome
-from carriers.routing import Route, RouteChoice, choose
+from carriers.base import DeliveryReceipt, ReceiptStatus, Submission, SubmitOutcome, SubmitResult
+from carriers.encoding import count_segments
+from carriers.routing import Message
 from gateway.config import DispatchSettings
 from gateway.privacy.crypto import CryptoError
+from gateway.routetable import RouteTable
 from gateway.store import SqliteStore
 from gateway.store.records import MessageRecord
 from gateway.store.router import Stores
+from gateway.webhooks import StatusEvent, StatusSink
 from metrics.instruments import Instruments
 
 log = logging.getLogger("smsgw.dispatch")
@@ -67,17 +69,8 @@ def format_tried(tried: frozenset[str], unsafe: frozenset[str]) -> str:
 SentHook = Callable[[MessageRecord, str], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class CarrierRoutes:
-    routes: list[Route]
-    carriers: dict[str, Carrier]
-
-    def is_up(self, route: Route) -> bool:
-        c = self.carriers.get(route.carrier)
-        return c is not None and c.is_up()
-
-    def has_route(self, country: str, e164: str, sender: str = "*", brand_class: str = "any") -> bool:
-        return any(r.covers(country, e164) and self.is_up(r) for r in self.routes)
+# the name the request path and Context know the live route table by (see gateway/routetable.py)
+CarrierRoutes = RouteTable
 
 
 class Dispatcher:
@@ -92,6 +85,7 @@ class Dispatcher:
         dlr_url: Callable[[str], str | None],
         worker_id: str,
         on_sent: SentHook | None = None,
+        status_sink: StatusSink | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.stores = stores
@@ -102,6 +96,7 @@ class Dispatcher:
         self.dlr_url = dlr_url
         self.worker_id = worker_id
         self.on_sent = on_sent
+        self.status_sink = status_sink
         self.clock = clock
         self._queue: asyncio.Queue[str | MessageRecord] = asyncio.Queue()
         self._queued: set[str] = set()
@@ -232,20 +227,39 @@ class Dispatcher:
             await self._final(rec, "failed", "decrypt_failed", "stored message cannot be decrypted")
             return
         tried, unsafe = parse_tried(rec.tried_routes)
-        choice = self._choose(rec, to, tried)
-        if choice is None:
-            # no eligible route is up now: try again after a backoff (until attempts or the OTP run out)
-            await self._retry(
-                rec, tried, unsafe, "no_route", "no route is up for this destination", round_over=True
-            )
-            return
-        route = choice.route
-        carrier = self.table.carriers[route.carrier]
-        t0 = time.perf_counter()
-        result = await carrier.submit(
-            Submission(ref=rec.id, sender=rec.sender, to=to, text=text, dlr_url=self.dlr_url(route.carrier))
+        facts = Message(
+            country=rec.country,
+            e164=to,
+            brand_class=rec.brand_class,
+            sender=rec.sender,
+            segments=count_segments(text),
+            otp=rec.kind == "otp",
+            key=rec.id,
         )
+        choice = self.table.choose(facts, tried)
+        route = choice.route
+        if route is None:
+            # no eligible route is up now: try again after a backoff (until attempts or the OTP run out)
+            await self._retry(rec, tried, unsafe, "no_route", choice.reason, round_over=True)
+            return
+        carrier = self.table.carriers[route.carrier]
+        self.table.acquire(route)
+        t0 = time.perf_counter()
+        try:
+            result = await carrier.submit(
+                Submission(
+                    ref=rec.id, sender=rec.sender, to=to, text=text, dlr_url=self.dlr_url(route.carrier)
+                )
+            )
+        except BaseException:
+            # never expected (carriers answer every fault with an outcome): the breaker still hears of it,
+            # and the message stays claimed until its lease runs out and the sweep takes it again
+            self.table.record_submit(
+                route, SubmitResult(SubmitOutcome.TEMPORARY, error_code="carrier_exception"), facts
+            )
+            raise
         self.m.submit_latency.labels(route.name).observe(time.perf_counter() - t0)
+        self.table.record_submit(route, result, facts)
         now = self.clock()
         if result.outcome is SubmitOutcome.ACCEPTED and result.carrier_message_id:
             await store.mark_submitted(
@@ -258,6 +272,7 @@ class Dispatcher:
                 now=now,
             )
             self.m.messages.labels(rec.country, route.name, "submitted").inc()
+            self._emit(rec, "submitted", now, route=route.name, segments=result.segments)
             if self.on_sent is not None:
                 await self.on_sent(rec, route.name)
             early = self._early_receipts.pop((route.carrier, result.carrier_message_id), None)
@@ -286,11 +301,12 @@ class Dispatcher:
             return
         # fail over: the next eligible route right away; when none is left, a new round after a backoff.
         # A route that may have taken the message (the answer was lost) is never used again for it.
+        self.m.route_failovers.labels(route.name, result.outcome.value).inc()
         tried = tried | {route.name}
         if result.maybe_accepted:
             unsafe = unsafe | {route.name}
         reason = f"{route.name}: {result.reason or result.outcome.value}"
-        round_over = self._choose(rec, to, tried) is None
+        round_over = self.table.choose(facts, tried).route is None
         await self._retry(rec, tried, unsafe, code, reason, round_over=round_over)
 
     def _store(self, rec: MessageRecord) -> SqliteStore:
@@ -298,16 +314,9 @@ class Dispatcher:
         assert store is not None
         return store
 
-    def _choose(self, rec: MessageRecord, to: str, exclude: frozenset[str]) -> RouteChoice | None:
-        return choose(
-            self.table.routes,
-            country=rec.country,
-            e164=to,
-            brand_class="any",
-            sender=rec.sender,
-            is_up=self.table.is_up,
-            exclude=exclude,
-        )
+    def _emit(self, rec: MessageRecord, status: str, at: float, **fields: Any) -> None:
+        if self.status_sink is not None:
+            self.status_sink.emit(StatusEvent.of(rec, status, at, **fields))
 
     async def _retry(
         self,
@@ -363,6 +372,7 @@ class Dispatcher:
             route_reason=route_reason,
         )
         self.m.messages.labels(rec.country, route or "none", status).inc()
+        self._emit(rec, status, self.clock(), route=route or rec.route, error_code=code, error_reason=reason)
 
     # ------------------------------------------------------------------ receipts
     async def on_receipt(self, carrier: str, receipt: DeliveryReceipt) -> None:
@@ -370,25 +380,39 @@ class Dispatcher:
             return
         status = receipt.status.value
         rec = None
+        now = self.clock()
         for _, store in self.stores.all():
             rec = await store.apply_receipt(
-                carrier, receipt.carrier_message_id, status, receipt.error_code, self.clock()
+                carrier, receipt.carrier_message_id, status, receipt.error_code, now
             )
             if rec is not None:
                 break
         if rec is None:
+            if receipt.raw.get("issued_here") == "0":
+                # an SMPP id this process never issued and no store knows: nothing can race it here
+                log.info(
+                    "receipt for an unknown message id ignored",
+                    extra={"carrier": carrier, "carrier_message_id": receipt.carrier_message_id},
+                )
+                return
             # it may have raced ahead of our own bookkeeping: keep it briefly
             if len(self._early_receipts) < 100_000:
                 self._early_receipts[(carrier, receipt.carrier_message_id)] = (receipt, time.monotonic())
             return
         self.m.messages.labels(rec.country, rec.route or "none", status).inc()
+        if rec.route:
+            self.table.record_receipt(rec.route, rec.country, receipt.status)
+        self._emit(rec, status, now, error_code=receipt.error_code)
 
     def _gc_receipts(self) -> None:
         limit = time.monotonic() - 60
         stale = [k for k, (_, t) in self._early_receipts.items() if t < limit]
         for k in stale:
             del self._early_receipts[k]
-            log.info("receipt for an unknown message id dropped", extra={"carrier": k[0]})
+            log.info(
+                "receipt for an unknown message id ignored",
+                extra={"carrier": k[0], "carrier_message_id": k[1]},
+            )
 
 
 def status_view(rec: MessageRecord) -> dict[str, Any]:

@@ -7,9 +7,11 @@ phone number, a message body or an OTP code.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -29,6 +31,11 @@ class Instruments:
     state_backend_errors: Counter
     dispatch_queue: Gauge
     build: Info
+    route_throttled: Counter
+    route_failovers: Counter
+    breaker_transitions: Counter
+    route_reloads: Counter
+    webhook_deliveries: Counter
 
 
 def create_instruments(registry: CollectorRegistry, version: str = "0.0.0") -> Instruments:
@@ -83,4 +90,100 @@ def create_instruments(registry: CollectorRegistry, version: str = "0.0.0") -> I
             "smsgw_dispatch_queue", "Accepted messages waiting for dispatch", registry=registry
         ),
         build=build,
+        route_throttled=counter(
+            "smsgw_route_throttled_total", "Submissions a route's carrier answered throttled", ("route",)
+        ),
+        route_failovers=counter(
+            "smsgw_route_failovers_total",
+            "Messages moved off a route after a temporary failure or throttling",
+            ("route", "outcome"),
+        ),
+        breaker_transitions=counter(
+            "smsgw_route_breaker_transitions_total",
+            "Circuit-breaker state changes, by the state entered",
+            ("route", "state"),
+        ),
+        route_reloads=counter(
+            "smsgw_route_table_reloads_total", "Route table reloads (ok or refused)", ("result",)
+        ),
+        webhook_deliveries=counter(
+            "smsgw_webhook_deliveries_total",
+            "Status callbacks to tenant webhooks by result (ok, retry, failed, dropped)",
+            ("result",),
+        ),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSample:
+    """One route's health at scrape time."""
+
+    route: str
+    carrier: str
+    up: bool
+    breaker: int  # 0 closed, 1 half-open, 2 open
+
+
+@dataclass(frozen=True, slots=True)
+class BindSample:
+    """One SMPP bind's window at scrape time."""
+
+    carrier: str
+    bind: int
+    outstanding: int
+    window: int
+
+
+class RouteHealthCollector:
+    """``smsgw_route_up{route,carrier}``, ``smsgw_route_breaker_state{route}`` and the SMPP window per
+    bind, read from the live route table when Prometheus scrapes (nothing to keep in step by hand, and
+    a route removed by a reload disappears)."""
+
+    def __init__(
+        self, routes: Callable[[], Iterable[RouteSample]], binds: Callable[[], Iterable[BindSample]]
+    ) -> None:
+        self._routes = routes
+        self._binds = binds
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily(
+                "smsgw_route_up", "1 when the route can take traffic", labels=["route", "carrier"]
+            ),
+            GaugeMetricFamily(
+                "smsgw_route_breaker_state",
+                "Circuit breaker of the route: 0 closed, 1 half-open (probing), 2 open",
+                labels=["route"],
+            ),
+            GaugeMetricFamily(
+                "smsgw_carrier_window_outstanding",
+                "submit_sm awaiting their response, per SMPP bind",
+                labels=["carrier", "bind"],
+            ),
+            GaugeMetricFamily(
+                "smsgw_carrier_window_occupancy",
+                "Outstanding submit_sm / window size, per SMPP bind (1 = full)",
+                labels=["carrier", "bind"],
+            ),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        up, breaker, outstanding, occupancy = self._families()
+        for r in self._routes():
+            up.add_metric([r.route, r.carrier], 1.0 if r.up else 0.0)
+            breaker.add_metric([r.route], float(r.breaker))
+        for b in self._binds():
+            outstanding.add_metric([b.carrier, str(b.bind)], float(b.outstanding))
+            occupancy.add_metric([b.carrier, str(b.bind)], b.outstanding / b.window if b.window else 0.0)
+        yield from (up, breaker, outstanding, occupancy)
+
+
+def use_route_health_collector(instruments: Instruments, collector: RouteHealthCollector) -> None:
+    """Export route health at scrape time: the collector takes over ``smsgw_route_up`` from the static
+    gauge (which stays for code that sets it by hand, unexported on this registry)."""
+    instruments.registry.unregister(instruments.route_up)
+    instruments.registry.register(collector)

@@ -4,9 +4,10 @@ from gateway.store.base import Store
 from gateway.store.sqlite_messages import MessagesMixin
 from gateway.store.sqlite_privacy import PrivacyMixin, RetentionPolicy
 from gateway.store.sqlite_senderid import SenderIdMixin
+from gateway.store.sqlite_webhooks import WebhooksMixin
 
 
-class SqliteStore(MessagesMixin, PrivacyMixin, SenderIdMixin):
+class SqliteStore(MessagesMixin, PrivacyMixin, SenderIdMixin, WebhooksMixin):
     """Every area of the store on one SQLite database file (one region)."""
 
 

@@ -1,0 +1,366 @@
+"""Status callbacks: every status change of a tenant's message POSTed to the tenant's webhook.
+
+The dispatcher calls :meth:`WebhookSender.emit` (synchronous, O(1), never blocks or raises) at each
+change — submitted, delivered, failed, expired. A background runner looks the tenant's webhook up
+(cached for ``cache_ttl`` seconds; tenants without one cost a dictionary look-up), builds the JSON
+body and POSTs it with
+
+    X-Smsgw-Signature: sha256=<hex HMAC-SHA256 of the raw body under the tenant's secret>
+    X-Smsgw-Timestamp: <unix seconds, also in the body as "timestamp", so it is signed too>
+
+A 2xx answer ends it. A network error, a timeout, 408, 429 or 5xx is retried after
+``backoff_seconds`` × 2^(attempt-1), at most ``max_backoff_seconds``, up to ``max_attempts`` tries in
+all; any other answer is final. The same event keeps its ``event_id`` across retries (receivers
+de-duplicate on it); events of one message may arrive out of order under retries — order by ``at``.
+The body never carries the phone number: ``to_masked`` only, and error texts pass through
+:func:`gateway.privacy.mask.scrub`.
+
+Pending events live in this process only (bounded by ``queue_limit``; beyond it they are dropped and
+counted): a restart loses callbacks not yet delivered, never a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from gateway.config import WebhookSettings
+from gateway.privacy.crypto import CryptoError
+from gateway.privacy.mask import mask_phone, scrub
+from gateway.store.records import MessageRecord
+from gateway.store.router import Stores
+from gateway.store.sqlite_webhooks import Webhook
+from metrics.instruments import Instruments
+
+log = logging.getLogger("smsgw.webhooks")
+
+SIGNATURE_HEADER = "X-Smsgw-Signature"
+TIMESTAMP_HEADER = "X-Smsgw-Timestamp"
+RETRY_STATUSES = frozenset({408, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    message_id: str
+    tenant_id: str
+    kind: str
+    otp_id: str | None
+    country: str
+    status: str
+    at: float
+    route: str | None
+    segments: int | None
+    error_code: str | None
+    error_reason: str | None
+    phone_enc: bytes
+
+    @classmethod
+    def of(
+        cls,
+        rec: MessageRecord,
+        status: str,
+        at: float,
+        *,
+        route: str | None = None,
+        segments: int | None = None,
+        error_code: str | None = None,
+        error_reason: str | None = None,
+    ) -> StatusEvent:
+        return cls(
+            message_id=rec.id,
+            tenant_id=rec.tenant_id,
+            kind=rec.kind,
+            otp_id=rec.otp_id,
+            country=rec.country,
+            status=status,
+            at=at,
+            route=route or rec.route,
+            segments=segments or rec.segments,
+            error_code=error_code,
+            error_reason=error_reason,
+            phone_enc=rec.phone_enc,
+        )
+
+
+class StatusSink(Protocol):
+    def emit(self, event: StatusEvent) -> None: ...
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: bytes, body: bytes, header: str) -> bool:
+    """What a receiver does: recompute and compare in constant time."""
+    return hmac.compare_digest(sign(secret, body), header)
+
+
+def retry_delay(attempt: int, base: float, cap: float) -> float:
+    """Wait before try ``attempt + 1`` after ``attempt`` failed tries (1, 2, 4 … × base, capped)."""
+    return float(min(base * 2 ** (attempt - 1), cap))
+
+
+def url_problem(url: str, allow_private: bool) -> str | None:
+    """Why ``url`` cannot be a webhook (None: it can). Loopback, private and link-local literal
+    addresses are refused unless the operator allows them (``webhooks.allow_private_hosts``)."""
+    if len(url) > 2048:
+        return "the URL is longer than 2048 characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "the URL cannot be parsed"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "use an http(s) URL with a host"
+    if parts.username or parts.password:
+        return "credentials in the URL are not accepted; use the signature to authenticate us"
+    if port == 0:
+        return "the port is not valid"
+    host = parts.hostname.lower()
+    if allow_private:
+        return None
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return f"{host} is a local host name"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+        return f"{host} is not a public address"
+    return None
+
+
+@dataclass(order=True)
+class _Job:
+    due: float
+    seq: int
+    event: StatusEvent
+    event_id: str
+    attempt: int = 0  # tries made so far
+
+
+class WebhookSender:
+    """See the module docstring. ``start()`` runs it, ``drain()`` waits until nothing is left to send."""
+
+    def __init__(
+        self,
+        stores: Stores,
+        settings: WebhookSettings,
+        instruments: Instruments,
+        *,
+        clock: Callable[[], float] = time.time,
+        cache_ttl: float = 10.0,
+    ) -> None:
+        self.stores = stores
+        self.settings = settings
+        self.m = instruments
+        self.clock = clock
+        self.cache_ttl = cache_ttl
+        self._ready: deque[_Job] = deque()
+        self._later: list[_Job] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._cache: dict[str, tuple[float, Webhook | None]] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._seq = 0
+        self._dropped = 0
+        self._runner: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # ------------------------------------------------------------------ intake
+    def emit(self, event: StatusEvent) -> None:
+        if len(self._ready) + len(self._later) + len(self._inflight) >= self.settings.queue_limit:
+            self._dropped += 1
+            self.m.webhook_deliveries.labels("dropped").inc()
+            if self._dropped == 1 or self._dropped % 1000 == 0:
+                log.warning("webhook queue full: status callbacks dropped", extra={"dropped": self._dropped})
+            return
+        self._seq += 1
+        self._ready.append(_Job(0.0, self._seq, event, secrets.token_hex(12)))
+        self._idle.clear()
+        self._wake.set()
+
+    def invalidate(self, tenant_id: str) -> None:
+        """The tenant's webhook changed (this process's API handled it; others see it after cache_ttl)."""
+        self._cache.pop(tenant_id, None)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._runner = asyncio.create_task(self._run(), name="webhooks")
+
+    async def drain(self, within: float = 10.0) -> bool:
+        """Wait until every event was delivered or given up (retries included); False on timeout."""
+        try:
+            async with asyncio.timeout(within):
+                await self._idle.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Give pending callbacks ``grace`` seconds, then stop; what is left is logged as lost."""
+        await self.drain(grace)
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        for t in list(self._inflight):
+            t.cancel()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+        left = len(self._ready) + len(self._later)
+        if left:
+            log.warning("stopping with status callbacks undelivered", extra={"lost": left})
+        if self._session is not None:
+            await self._session.close()
+
+    # ------------------------------------------------------------------ the runner
+    def _pending(self) -> int:
+        return len(self._ready) + len(self._later) + len(self._inflight)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            while self._later and self._later[0].due <= now:
+                self._ready.append(heapq.heappop(self._later))
+            while self._ready and len(self._inflight) < self.settings.concurrency:
+                task = asyncio.create_task(self._deliver(self._ready.popleft()))
+                self._inflight.add(task)
+                task.add_done_callback(self._done)
+            if not self._pending():
+                self._idle.set()
+            self._wake.clear()
+            timeout = None
+            if self._later and len(self._inflight) < self.settings.concurrency:
+                timeout = max(0.0, self._later[0].due - loop.time())
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhook delivery crashed", exc_info=task.exception())
+        self._wake.set()
+
+    async def _lookup(self, tenant_id: str) -> Webhook | None:
+        loop_now = asyncio.get_running_loop().time()
+        hit = self._cache.get(tenant_id)
+        if hit is not None and hit[0] > loop_now:
+            return hit[1]
+        hook = await self.stores.control.get_webhook(tenant_id)
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[tenant_id] = (loop_now + self.cache_ttl, hook)
+        return hook
+
+    def body(self, job: _Job, now: float) -> bytes:
+        ev = job.event
+        store = self.stores.for_id(ev.message_id)
+        to_masked = None
+        if store is not None:
+            try:
+                to_masked = mask_phone(store.keyring.open(ev.phone_enc, "phone").decode())
+            except CryptoError:
+                to_masked = None
+        payload: dict[str, Any] = {
+            "event_id": job.event_id,
+            "type": "message.status",
+            "message_id": ev.message_id,
+            "otp_id": ev.otp_id,
+            "kind": ev.kind,
+            "status": ev.status,
+            "at": ev.at,
+            "country": ev.country,
+            "to_masked": to_masked,
+            "route": ev.route,
+            "segments": ev.segments,
+            "error_code": ev.error_code,
+            "error_reason": scrub(ev.error_reason) if ev.error_reason else None,
+            "attempt": job.attempt + 1,
+            "timestamp": int(now),
+        }
+        return json.dumps(payload, separators=(",", ":")).encode()
+
+    async def _deliver(self, job: _Job) -> None:
+        try:
+            hook = await self._lookup(job.event.tenant_id)
+        except Exception:
+            log.warning("webhook look-up failed; retrying", exc_info=True)
+            hook, result = None, "lookup_failed"
+        else:
+            if hook is None:
+                return  # this tenant has no webhook
+            result = await self._post(hook, job)
+        if result == "ok":
+            self.m.webhook_deliveries.labels("ok").inc()
+            return
+        job.attempt += 1
+        if result == "final" or job.attempt >= self.settings.max_attempts:
+            self.m.webhook_deliveries.labels("failed").inc()
+            log.warning(
+                "status callback given up",
+                extra={
+                    "tenant": job.event.tenant_id,
+                    "message_id": job.event.message_id,
+                    "tries": job.attempt,
+                },
+            )
+            return
+        self.m.webhook_deliveries.labels("retry").inc()
+        delay = retry_delay(job.attempt, self.settings.backoff_seconds, self.settings.max_backoff_seconds)
+        job.due = asyncio.get_running_loop().time() + delay
+        heapq.heappush(self._later, job)
+
+    async def _post(self, hook: Webhook, job: _Job) -> str:
+        """ "ok", "retry" or "final"."""
+        assert self._session is not None, "webhook sender not started"
+        now = self.clock()
+        body = self.body(job, now)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "smsgw-webhooks/1",
+            SIGNATURE_HEADER: sign(hook.secret, body),
+            TIMESTAMP_HEADER: str(int(now)),
+        }
+        try:
+            async with self._session.post(
+                hook.url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds),
+                allow_redirects=False,
+            ) as resp:
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            log.info(
+                "status callback failed: %s",
+                type(e).__name__,
+                extra={"tenant": hook.tenant_id, "attempt": job.attempt + 1},
+            )
+            return "retry"
+        if 200 <= status < 300:
+            return "ok"
+        log.info(
+            "status callback answered %s",
+            status,
+            extra={"tenant": hook.tenant_id, "attempt": job.attempt + 1},
+        )
+        return "retry" if status >= 500 or status in RETRY_STATUSES else "final"
