@@ -94,6 +94,7 @@ class CarrierSettings:
     tps: float = 0.0  # 0 = unlimited
     timeout_seconds: float = 10.0
     batch_max: int = 1  # http: messages per request (bulk submission) when > 1
+    down_seconds: float = 5.0  # http: after a transport error or 5xx the carrier rests this long
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class RoutingSettings:
     prior_strength: float = 20.0  # worth this many messages
     explore_share: float = 0.02  # share of messages that may go to a little-sampled runner-up
     explore_below: int = 200  # samples under which a runner-up is worth exploring
-    drain_seconds: float = 10.0  # a carrier removed by a reload finishes its submissions this long
+    drain_seconds: float = 10.0  # a carrier removed by a reload still takes receipts this long, then closes
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,7 @@ _CHECKS: dict[str, Any] = {
     "carriers.binds": lambda v: 1 <= v <= 64 or "must be between 1 and 64",
     "carriers.window": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
     "carriers.batch_max": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
+    "carriers.down_seconds": lambda v: 0 <= v <= 3600 or "must be between 0 and 3600",
     "routes.brand_class": lambda v: (
         v in ("international", "local", "any") or "must be international|local|any"
     ),

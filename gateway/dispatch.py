@@ -388,14 +388,12 @@ class Dispatcher:
             if rec is not None:
                 break
         if rec is None:
-            if receipt.raw.get("issued_here") == "0":
-                # an SMPP id this process never issued and no store knows: nothing can race it here
-                log.info(
-                    "receipt for an unknown message id ignored",
-                    extra={"carrier": carrier, "carrier_message_id": receipt.carrier_message_id},
-                )
-                return
-            # it may have raced ahead of our own bookkeeping: keep it briefly
+            # it may have raced ahead of our own bookkeeping (an SMSC may even send it before its
+            # submit_sm_resp): keep it briefly; the sweep drops it, logged, if nothing claims it
+            log.info(
+                "receipt for a message id no store knows (yet); held for 60 s",
+                extra={"carrier": carrier, "carrier_message_id": receipt.carrier_message_id},
+            )
             if len(self._early_receipts) < 100_000:
                 self._early_receipts[(carrier, receipt.carrier_message_id)] = (receipt, time.monotonic())
             return

@@ -12,7 +12,8 @@
 ``reload(settings)`` swaps in a new table without a restart: the settings were validated by
 :func:`gateway.config.load` first (a bad file keeps the old table); carriers whose settings did not
 change keep running (and their routes keep their health); new or changed carriers start before the
-swap; carriers that left close after draining what they hold (``drain_seconds``). The swap itself is
+swap; carriers that left take no new message, receive receipts for ``drain_seconds`` more, then close
+(letting outstanding submissions finish). The swap itself is
 one assignment, so a message sees either the old table or the new one.
 """
 
@@ -94,6 +95,7 @@ def build_carrier(c: CarrierSettings, session: aiohttp.ClientSession) -> Carrier
             session,
             timeout=c.timeout_seconds,
             batch_max=c.batch_max,
+            down_for=c.down_seconds,
             segment_counter=count_segments,
         )
     return SmppCarrier(
@@ -394,18 +396,26 @@ class RouteTable:
             return report
 
     @staticmethod
-    async def _retire(carrier: Carrier, drain_seconds: float) -> None:
-        """Close a carrier that left the table; its close() lets outstanding submissions finish."""
+    async def _retire(carrier: Carrier, linger: float) -> None:
+        """A carrier that left the table takes no new message; for ``linger`` seconds it still receives
+        the delivery receipts of what it carried, then it closes (close() lets outstanding submissions
+        finish first). Cancelled (shutdown): it closes at once."""
         try:
-            async with asyncio.timeout(drain_seconds + 5.0):
-                await carrier.close()
-        except Exception:
-            log.warning("closing a retired carrier failed", exc_info=True, extra={"carrier": carrier.name})
-        log.info("retired carrier closed", extra={"carrier": carrier.name})
+            await asyncio.sleep(linger)
+        finally:
+            try:
+                async with asyncio.timeout(15.0):
+                    await carrier.close()
+                log.info("retired carrier closed", extra={"carrier": carrier.name})
+            except Exception:
+                log.warning(
+                    "closing a retired carrier failed", exc_info=True, extra={"carrier": carrier.name}
+                )
 
     async def close(self) -> None:
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        for task in list(self._closing):
+            task.cancel()
+        await asyncio.gather(*self._closing, return_exceptions=True)
         for carrier in self._snap.carriers.values():
             await carrier.close()
 
