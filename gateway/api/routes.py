@@ -75,6 +75,14 @@ async def post_reload(request: web.Request) -> web.Response:
             "The configuration file is invalid; the route table was not changed.",
             problems=e.problems,
         ) from None
+    await ctx.db.append_audit(
+        at=ctx.clock(),
+        actor=who.tenant.id,
+        tenant_id=who.tenant.id,
+        action="routes.reload",
+        target=str(report["generation"]),
+        details={"carriers": report["carriers"], "routes": report["routes"]},
+    )
     return web.json_response({"reloaded": True, **report})
 
 
