@@ -24,6 +24,17 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from antifraud import (
+    FraudBackend,
+    FraudEngine,
+    FraudSettings,
+    MemoryFraudBackend,
+    ModelError,
+    RedisFraudBackend,
+    RulesOnlyScorer,
+    Scorer,
+    load_scorer,
+)
 from carriers.routing import Route
 from gateway import __version__
 from gateway.api.registry import ROUTES
@@ -36,6 +47,7 @@ from gateway.middleware import edge
 from gateway.privacy.crypto import decode_master_key, new_master_key
 from gateway.privacy.quiet import load_rules as load_quiet_rules
 from gateway.routetable import RouteTable, build_carrier
+from gateway.services.fraud import Fraud
 from gateway.services.otp import render_message
 from gateway.services.senderid import SenderIds
 from gateway.state import FallbackState, MemoryState, RedisState, redis_client
@@ -57,6 +69,7 @@ ENDPOINT_MODULES = (
     "gateway.api.privacy",
     "gateway.api.links",
     "gateway.api.console",
+    "gateway.api.fraud",
     "gateway.openapi",
 )
 for _module in ENDPOINT_MODULES:
@@ -129,6 +142,19 @@ async def maintenance(ctx: Context) -> None:
             log.exception("maintenance pass failed")
 
 
+def fraud_model() -> Scorer:
+    """The shipped model, verified; if it cannot be loaded the rules and breakers still decide (loudly)."""
+    try:
+        return load_scorer()
+    except (ModelError, OSError) as e:
+        log.error("anti-fraud model not loaded: deciding by rules and breakers only", extra={"error": str(e)})
+        return RulesOnlyScorer()
+
+
+async def _one_tenant_settings(ctx: Context, tenant_id: str) -> dict[str, object]:
+    return (await ctx.db.tenant_settings(tenant_id)).get(tenant_id, {})
+
+
 def open_stores(settings: Settings) -> Stores:
     """The control store at ``db_path`` and one store per residency region (not opened yet)."""
     key = master_key(settings)
@@ -193,9 +219,18 @@ def create_app(
             ctx.state = FallbackState(
                 RedisState(client), lambda op: ctx.instruments.state_backend_errors.labels(op).inc()
             )
+            fraud_backend: FraudBackend = RedisFraudBackend(client)
         else:
             ctx.state = MemoryState(clock)
             ctx.fillback = MemoryFillback(clock)
+            fraud_backend = MemoryFraudBackend()
+        # the keyed hashes that replace numbers in anti-fraud keys use a key derived from the master key
+        fraud_settings = FraudSettings(key_secret=ctx.db.keyring.lookup("antifraud-keys"))
+        ctx.extras["fraud"] = Fraud(
+            FraudEngine(fraud_settings, fraud_backend, fraud_model(), clock=clock),
+            ctx.instruments,
+            lambda tenant: _one_tenant_settings(ctx, tenant),
+        )
         yield
         await ctx.st.close()
 

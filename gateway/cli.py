@@ -62,7 +62,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _tenant_create(
-    settings: Settings, name: str, scopes: frozenset[str], countries: frozenset[str]
+    settings: Settings,
+    name: str,
+    scopes: frozenset[str],
+    countries: frozenset[str],
+    fraud_mode: str = "enforce",
 ) -> dict[str, str]:
     from gateway.app import master_key
     from gateway.auth import create_tenant
@@ -72,6 +76,8 @@ async def _tenant_create(
     await store.open()
     try:
         tenant, api_key = await create_tenant(store, name, scopes, countries, time.time())
+        if fraud_mode != "enforce":
+            await store.update_tenant_settings(tenant.id, {"fraud_mode": fraud_mode})
         await store.append_audit(
             at=time.time(),
             actor="cli",
@@ -144,7 +150,7 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
             print(f"smsgw: unknown country code(s): {', '.join(unknown)}", file=sys.stderr)
             return 2
     try:
-        out = asyncio.run(_tenant_create(settings, args.name, scopes, countries))
+        out = asyncio.run(_tenant_create(settings, args.name, scopes, countries, args.fraud_mode))
     except ValueError as e:
         print(f"smsgw: {e}", file=sys.stderr)
         return 2
@@ -260,6 +266,19 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_antifraud(args: argparse.Namespace) -> int:
+    """``smsgw antifraud train|evaluate [options]``: antifraud's own commands (see their --help)."""
+    if args.af_cmd == "train":
+        from antifraud.model import main as train_main
+
+        train_main(args.rest)
+    else:
+        from antifraud.evaluate import main as evaluate_main
+
+        evaluate_main(args.rest)
+    return 0
+
+
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     from gateway.privacy.crypto import new_master_key
 
@@ -293,6 +312,12 @@ def parser() -> argparse.ArgumentParser:
     tc.add_argument("--scopes", default="send,verify")
     tc.add_argument(
         "--countries", help="ALL or a comma list of ISO codes (default: the operator's safe list)"
+    )
+    tc.add_argument(
+        "--fraud-mode",
+        choices=("enforce", "monitor"),
+        default="enforce",
+        help="monitor: anti-fraud decides and counts but always allows (e.g. while onboarding)",
     )
     tc.add_argument("--config")
     tc.set_defaults(func=cmd_tenant_create)
@@ -328,6 +353,11 @@ def parser() -> argparse.ArgumentParser:
     av = a.add_parser("verify", help="check the audit log's hash chain; exit 1 at the first broken record")
     av.add_argument("--config")
     av.set_defaults(func=cmd_audit_verify)
+
+    af = sub.add_parser("antifraud", help="train the fraud model or print the evaluation report")
+    af.add_argument("af_cmd", choices=("train", "evaluate"))
+    af.add_argument("rest", nargs=argparse.REMAINDER, help="options of the command (see --help)")
+    af.set_defaults(func=cmd_antifraud)
 
     pg = sub.add_parser("purge", help="run the retention purge once and print what it removed")
     pg.add_argument("--config")

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.config import Settings
 from gateway.dispatch import CarrierRoutes, Dispatcher
+from gateway.services.fraud import Fraud
 from gateway.services.senderid import SenderIds
 from gateway.state.base import StateBackend
 from gateway.store import SqliteStore
@@ -68,6 +69,12 @@ class Context:
         except Exception:  # Redis down: the Prometheus counters still count
             log.warning("fill-back store unavailable", exc_info=True)
             self.instruments.state_backend_errors.labels("fillback").inc()
+
+    @property
+    def fraud(self) -> Fraud:
+        fraud = self.extras.get("fraud")
+        assert isinstance(fraud, Fraud), "anti-fraud not started"
+        return fraud
 
     @property
     def senderids(self) -> SenderIds:

@@ -31,6 +31,15 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> Mes
         raise ApiError(
             "country_not_permitted", f"This tenant may not send to {num.country}.", country=num.country
         )
+    await ctx.fraud.check(
+        who,
+        num,
+        client_ip=req.client_ip,
+        device_id=req.device_id,
+        session_id=None,
+        challenge_token=None,
+        now=ctx.clock(),
+    )
     decision = await ctx.senderids.check(who.tenant.id, req.sender_id, num.country, req.body)
     brand = await ctx.senderids.brand_class(who.tenant.id, num.country)
     region, store = ctx.regions.for_country(num.country)

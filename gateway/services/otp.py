@@ -82,10 +82,19 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
     senderids = ctx.senderids
     decision = await senderids.check(who.tenant.id, req.sender_id, num.country, sample_text)
     brand = await senderids.brand_class(who.tenant.id, num.country)
+    now = ctx.clock()
+    fraud = await ctx.fraud.check(
+        who,
+        num,
+        client_ip=req.client_ip,
+        device_id=req.device_id,
+        session_id=req.session_id,
+        challenge_token=req.challenge_token,
+        now=now,
+    )
     region, store = ctx.regions.for_country(num.country)
     ring = store.keyring
     phone_hmac = ring.lookup(num.e164)
-    now = ctx.clock()
     otp_id, msg_id = new_id("otp", region), new_id("msg", region)
     gate = await ctx.st.send_gate(
         who.tenant.id,
@@ -127,6 +136,7 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
         message_id=msg_id,
         locale=locale,
         template="otp",
+        challenged=fraud.challenged,
     )
     claimer, lease_until = ctx.disp.lease(now)
     msg = MessageRecord(
@@ -212,6 +222,10 @@ async def verify_otp(ctx: Context, who: Principal, otp_id: str, code: str) -> Ot
         raise ApiError("conflict", "This OTP was already verified; request a new one.", status=409)
     ctx.instruments.otp_verified.labels(who.tenant.id, otp.country, otp.route or "none").inc()
     await ctx.record_fillback("verified", who.tenant.id, otp.country, otp.route or "none", otp.created_at)
+    e164 = store.keyring.open(otp.phone_enc, "phone").decode()
+    await ctx.fraud.engine.record_verified(
+        who.tenant.id, e164, otp.country, otp.created_at, now, challenged=otp.challenged
+    )
     log.info("otp verified", extra={"otp_id": otp.id, "tenant": who.tenant.id})
     return otp
 

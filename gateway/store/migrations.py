@@ -185,5 +185,6 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE messages ADD COLUMN brand_class TEXT NOT NULL DEFAULT 'international';
     CREATE INDEX audit_by_tenant_target ON audit(tenant_id, target);
+    ALTER TABLE otps ADD COLUMN challenged INTEGER NOT NULL DEFAULT 0;
     """,
 ]

@@ -39,6 +39,7 @@ class OtpRecord:
     message_id: str
     locale: str
     template: str
+    challenged: bool = False  # sent after a passed challenge (anti-fraud tracks their fill-back apart)
     verified_at: float | None = None
     route: str | None = None
 

@@ -77,8 +77,17 @@ class Procs:
             args += ["--config", str(path)]
         return self.start("gw", *args, port=port)
 
-    def tenant(self, name: str = "acme", scopes: str = "send,verify", countries: str = "ALL") -> str:
-        r = self.smsgw("tenant", "create", name, "--scopes", scopes, "--countries", countries)
+    def tenant(
+        self,
+        name: str = "acme",
+        scopes: str = "send,verify",
+        countries: str = "ALL",
+        fraud_mode: str = "monitor",
+    ) -> str:
+        """Anti-fraud in monitor mode unless asked: these tests send synthetic bursts on purpose."""
+        r = self.smsgw(
+            "tenant", "create", name, "--scopes", scopes, "--countries", countries, "--fraud-mode", fraud_mode
+        )
         assert r.returncode == 0, r.stderr
         return str(json.loads(r.stdout.strip().splitlines()[-1])["api_key"])
 
@@ -92,6 +101,12 @@ class Procs:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def spread(n: int) -> str:
+    """The n-th of many valid German mobile numbers, each in its own 10k block (like real users, not a
+    sweep through one range, which anti-fraud's rate limits would rightly stop)."""
+    return f"+49151{(n * 37) % 100:02d}{n // 100:02d}{(n * 7919) % 10000:04d}"
 
 
 def get_json(url: str) -> Any:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import aiohttp
 
 from tests.conftest import free_port
-from tests.e2e.procs import Procs, get_json, wait_until
+from tests.e2e.procs import Procs, get_json, spread, wait_until
 
 
 async def _send_all(base: str, key: str, numbers: list[str]) -> list[str]:
@@ -47,7 +47,7 @@ carrier = "sim"
 """
     gw = procs.gateway(port, config)
     key = procs.tenant()
-    numbers = [f"+4915123{n:06d}" for n in range(80)]
+    numbers = [spread(n) for n in range(80)]
     accepted = asyncio.run(_send_all(f"http://127.0.0.1:{port}", key, numbers))
     gw.send_signal(signal.SIGKILL)
     gw.wait(10)

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import aiohttp
 
 from tests.conftest import free_port
-from tests.e2e.procs import Procs, get_json, wait_until
+from tests.e2e.procs import Procs, get_json, spread, wait_until
 
 
 def config(port: int, sim_port: int, extra: str = "") -> str:
@@ -73,7 +73,7 @@ def test_nothing_in_clear_in_files_logs_or_metrics(procs: Procs) -> None:
     port = free_port()
     procs.gateway(port, config(port, sim_port))
     key = procs.tenant(scopes="send,verify,admin")
-    numbers = [f"+4917{n:09d}" for n in range(3, 40, 3)] + ["+33612345678", "+447400123456"]
+    numbers = [spread(n) for n in range(3, 40, 3)] + ["+33612345678", "+447400123456"]
     codes = asyncio.run(traffic(f"http://127.0.0.1:{port}", key, f"http://127.0.0.1:{sim_port}", numbers))
     metrics = asyncio.run(_get(f"http://127.0.0.1:{port}/metrics"))
     procs.stop_all()
@@ -183,7 +183,7 @@ def test_key_rotation_under_load_loses_nothing(procs: Procs) -> None:
     port = free_port()
     procs.gateway(port, config(port, sim_port))
     key = procs.tenant(scopes="send,verify,admin")
-    numbers = [f"+4915123{n:06d}" for n in range(60)]
+    numbers = [spread(n) for n in range(60)]
 
     async def send(batch: list[str]) -> list[str]:
         async with aiohttp.ClientSession(

@@ -80,6 +80,7 @@ async def test_marketing_needs_opt_in_and_stop_opts_out(gw: Gw) -> None:
     assert (await gw.call("POST", "/v1/consent", key, {"phone": de, "status": "opted_in"}))[0] == 200
     st, body, _ = await gw.call("POST", "/v1/messages", key, msg)
     assert st == 202, body
+    gw.clock.advance(3600)  # (past the per-number rate limits)
     # the phone answers STOP to that sender: the tenant that messaged it loses the consent
     token = gw.ctx.extras["receipt_token"]
     resp = await gw.client.post(
@@ -90,6 +91,7 @@ async def test_marketing_needs_opt_in_and_stop_opts_out(gw: Gw) -> None:
     assert st == 403 and "opted out" in err["error"]["message"]
     # erasure keeps the opt-out as a suppression entry: marketing cannot resume
     await gw.call("POST", "/v1/privacy/erasure", key, {"phone": de})
+    gw.clock.advance(3600)
     assert (await gw.call("POST", "/v1/messages", key, msg))[0] == 403
     # transactional messages are exempt from consent
     assert (await gw.call("POST", "/v1/messages", key, {**msg, "category": "transactional"}))[0] == 202

@@ -1,0 +1,181 @@
+"""Anti-fraud review for a tenant's admins: recent refusals, allow-lists, lifting and adding blocks."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+from aiohttp import web
+
+from gateway.api.registry import endpoint
+from gateway.auth import authenticate, require
+from gateway.context import CTX, Context
+from gateway.schemas import decode, json_body
+from gateway.services.fraud import Fraud
+
+
+class ListRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    kind: Literal["number", "prefix", "country"]
+    value: str
+    until: float | None = None  # allow: until when (epoch seconds); None = until removed
+
+
+def _fraud(ctx: Context) -> Fraud:
+    fraud = ctx.extras.get("fraud")
+    assert isinstance(fraud, Fraud)
+    return fraud
+
+
+class ModeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    mode: Literal["enforce", "monitor"]
+
+
+@endpoint(
+    "PUT",
+    "/v1/fraud/mode",
+    summary="enforce (default) or monitor: decide and count, but always allow",
+    tag="Anti-fraud",
+    scope="admin",
+    body=ModeRequest,
+    errors=("invalid_request", "forbidden"),
+)
+async def mode(request: web.Request) -> web.Response:
+    who = await authenticate(request)
+    require(who, "admin")
+    ctx = request.app[CTX]
+    req = decode(await json_body(request), ModeRequest)
+    await ctx.db.update_tenant_settings(who.tenant.id, {"fraud_mode": req.mode})
+    _fraud(ctx).forget_policy(who.tenant.id)
+    await ctx.db.append_audit(
+        at=ctx.clock(),
+        actor=f"tenant:{who.tenant.id}:admin",
+        tenant_id=who.tenant.id,
+        action="fraud.mode",
+        target=who.tenant.id,
+        details={"mode": req.mode},
+    )
+    return web.json_response({"mode": req.mode})
+
+
+@endpoint(
+    "GET",
+    "/v1/fraud/decisions",
+    summary="Recent anti-fraud refusals, for review",
+    tag="Anti-fraud",
+    scope="admin",
+    errors=("unauthorized", "forbidden"),
+)
+async def decisions(request: web.Request) -> web.Response:
+    who = await authenticate(request)
+    require(who, "admin")
+    limit = min(int(request.query.get("limit", "50") or 50), 500)
+    records = await _fraud(request.app[CTX]).engine.recent_decisions(who.tenant.id, limit)
+    return web.json_response(
+        {
+            "decisions": [
+                {
+                    "at": r.at,
+                    "number": r.number,
+                    "country": r.country,
+                    "decision": r.action,
+                    "reasons": list(r.codes),
+                    "messages": list(r.messages),
+                    "score": r.score,
+                }
+                for r in records
+            ]
+        }
+    )
+
+
+@endpoint(
+    "GET",
+    "/v1/fraud/lists",
+    summary="Allow-list, lifted and admin blocks",
+    tag="Anti-fraud",
+    scope="admin",
+    errors=("unauthorized", "forbidden"),
+)
+async def lists(request: web.Request) -> web.Response:
+    who = await authenticate(request)
+    require(who, "admin")
+    return web.json_response(await _fraud(request.app[CTX]).engine.lists(who.tenant.id))
+
+
+async def _list_op(request: web.Request, op: str) -> web.Response:
+    who = await authenticate(request)
+    require(who, "admin")
+    ctx = request.app[CTX]
+    req = decode(await json_body(request), ListRequest)
+    engine = _fraud(ctx).engine
+    value = req.value.strip()
+    if op == "allow":
+        result = await engine.allow(who.tenant.id, req.kind, value, until=req.until)
+    elif op == "lift":
+        result = await engine.lift(who.tenant.id, req.kind, value)
+    elif op == "block":
+        result = await engine.block(who.tenant.id, req.kind, value)
+    else:
+        result = "removed" if await engine.unlist(who.tenant.id, req.kind, value) else "absent"
+    shown = value if req.kind != "number" else f"{value[:4]}…{value[-2:]}"
+    await ctx.db.append_audit(
+        at=ctx.clock(),
+        actor=f"tenant:{who.tenant.id}:admin",
+        tenant_id=who.tenant.id,
+        action=f"fraud.{op}",
+        target=req.kind,
+        details={"value": shown, "result": result},
+    )
+    return web.json_response({"kind": req.kind, "result": result})
+
+
+@endpoint(
+    "POST",
+    "/v1/fraud/allow",
+    summary="Allow-list a number, prefix or country (skips range rules)",
+    tag="Anti-fraud",
+    scope="admin",
+    body=ListRequest,
+    errors=("invalid_request", "forbidden"),
+)
+async def allow(request: web.Request) -> web.Response:
+    return await _list_op(request, "allow")
+
+
+@endpoint(
+    "POST",
+    "/v1/fraud/lift",
+    summary="Lift a block on a number or prefix for a while",
+    tag="Anti-fraud",
+    scope="admin",
+    body=ListRequest,
+    errors=("invalid_request", "forbidden"),
+)
+async def lift(request: web.Request) -> web.Response:
+    return await _list_op(request, "lift")
+
+
+@endpoint(
+    "POST",
+    "/v1/fraud/block",
+    summary="Block a number, prefix or country",
+    tag="Anti-fraud",
+    scope="admin",
+    body=ListRequest,
+    errors=("invalid_request", "forbidden"),
+)
+async def block(request: web.Request) -> web.Response:
+    return await _list_op(request, "block")
+
+
+@endpoint(
+    "POST",
+    "/v1/fraud/unlist",
+    summary="Remove an allow-list or block entry",
+    tag="Anti-fraud",
+    scope="admin",
+    body=ListRequest,
+    errors=("invalid_request", "forbidden"),
+)
+async def unlist(request: web.Request) -> web.Response:
+    return await _list_op(request, "unlist")

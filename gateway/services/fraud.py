@@ -1,0 +1,132 @@
+"""The anti-fraud check on the send path, and the numbers it needs after the send.
+
+The engine (``antifraud.FraudEngine``) decides; this module turns its decision into the API's answer
+(allow, ``428 challenge_required``, ``403 fraud_blocked``, ``429 rate_limited``), counts it in
+``smsgw_fraud_decisions_total`` / ``smsgw_rate_limited_total`` and logs refusals with masked numbers.
+On Redis the whole check (limits, counters, features) is one EVALSHA; when Redis is down the engine
+decides on process-local state and says so (``shared_state=False``), which is counted here.
+
+A ``challenge_token`` in the request means the tenant's app verified a human (e.g. a CAPTCHA answer
+checked by the tenant's own backend, which is the party calling this API); the gateway passes it on
+as ``challenge_passed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from antifraud import Decision, FraudEngine, FraudRequest, TenantPolicy
+from gateway.errors import ApiError
+from gateway.phone import Number
+from gateway.privacy.mask import mask_phone
+from gateway.store.records import Principal
+from metrics.instruments import Instruments
+
+log = logging.getLogger("smsgw.fraud")
+
+
+SettingsLoader = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+class Fraud:
+    """The engine plus each tenant's policy: its destination countries, and ``fraud_mode`` from the
+    tenant's settings (``enforce``, or ``monitor``: decide, count and log, but always allow)."""
+
+    def __init__(
+        self,
+        engine: FraudEngine,
+        instruments: Instruments,
+        tenant_settings: SettingsLoader,
+        refresh_s: float = 10.0,
+    ) -> None:
+        self.engine = engine
+        self.m = instruments
+        self._load = tenant_settings
+        self._refresh = refresh_s
+        self._policies: dict[str, tuple[frozenset[str], bool, float]] = {}
+
+    async def _policy(self, who: Principal) -> None:
+        countries = who.tenant.countries
+        seen = self._policies.get(who.tenant.id)
+        if seen is not None and seen[0] == countries and time.monotonic() < seen[2]:
+            return
+        enforce = (await self._load(who.tenant.id)).get("fraud_mode", "enforce") != "monitor"
+        if seen is None or seen[:2] != (countries, enforce):
+            allowed = None if "*" in countries else frozenset(countries)
+            self.engine.set_tenant_policy(
+                who.tenant.id, TenantPolicy(allowed_countries=allowed, enforce=enforce)
+            )
+        self._policies[who.tenant.id] = (countries, enforce, time.monotonic() + self._refresh)
+
+    def forget_policy(self, tenant_id: str) -> None:
+        self._policies.pop(tenant_id, None)
+
+    async def check(
+        self,
+        who: Principal,
+        num: Number,
+        *,
+        client_ip: str | None,
+        device_id: str | None,
+        session_id: str | None,
+        challenge_token: str | None,
+        now: float,
+    ) -> Decision:
+        await self._policy(who)
+        decision = await self.engine.evaluate(
+            FraudRequest(
+                tenant_id=who.tenant.id,
+                e164=num.e164,
+                country=num.country,
+                client_ip=client_ip,
+                device_id=device_id,
+                session_id=session_id,
+                challenge_passed=bool(challenge_token),
+                now=now,
+            )
+        )
+        if not decision.shared_state:
+            self.m.state_backend_errors.labels("antifraud").inc()
+        primary = decision.primary
+        reasons = [{"code": r.code, "message": r.message, "scope": r.scope} for r in decision.reasons]
+        if decision.action == "rate_limited":
+            scope = primary.scope if primary else "number"
+            self.m.rate_limited.labels(scope).inc()
+            retry = max(1, math.ceil(decision.retry_after or 1))
+            raise ApiError(
+                "rate_limited",
+                f"Too many requests for this {scope}; retry in {retry} s.",
+                headers={"Retry-After": str(retry)},
+                scope=scope,
+                retry_after=retry,
+                reasons=reasons,
+            )
+        self.m.fraud_decisions.labels(num.country, decision.action, primary.code if primary else "none").inc()
+        if decision.action == "allow":
+            return decision
+        log.info(
+            "fraud decision",
+            extra={
+                "decision": decision.action,
+                "to": mask_phone(num.e164, num.calling_code),
+                "country": num.country,
+                "tenant": who.tenant.id,
+                "reasons": [r["code"] for r in reasons],
+                "score": round(decision.score, 3),
+            },
+        )
+        if decision.action == "challenge":
+            raise ApiError(
+                "challenge_required",
+                "Prove a human (e.g. a CAPTCHA) and send the request again with 'challenge_token'.",
+                reasons=reasons,
+            )
+        if primary is not None and primary.code == "country_not_permitted" and len(decision.reasons) == 1:
+            raise ApiError("country_not_permitted", primary.message, country=num.country)
+        raise ApiError(
+            "fraud_blocked", primary.message if primary else "Refused by anti-fraud.", reasons=reasons
+        )

@@ -1,0 +1,86 @@
+"""Anti-fraud on the send path, over the API, on both backends: refusals with reasons, limits with
+Retry-After, challenges passed with a token, review and allow-lists, monitor mode."""
+
+from __future__ import annotations
+
+from tests.gateway.harness import Gw
+
+PREMIUM = "+499001234567"
+
+
+async def test_premium_rate_number_is_blocked_with_reasons(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify,admin", fraud_mode="enforce")
+    st, err, _ = await gw.call("POST", "/v1/otp", key, {"to": PREMIUM})
+    assert st == 403 and err["error"]["code"] == "fraud_blocked"
+    reason = err["error"]["reasons"][0]
+    assert reason["code"] == "number_type_blocked" and reason["scope"] == "number"
+    assert "9001234567" not in err["error"]["message"]  # masked, never the number
+    reg = gw.ctx.instruments.registry
+    assert (
+        reg.get_sample_value(
+            "smsgw_fraud_decisions_total",
+            {"country": "DE", "decision": "block", "reason": "number_type_blocked"},
+        )
+        == 1
+    )
+    st, body, _ = await gw.call("GET", "/v1/fraud/decisions", key)
+    assert st == 200 and body["decisions"][0]["decision"] == "block"
+    assert body["decisions"][0]["number"].startswith("+49") and "9001234567" not in str(body)
+    assert gw.sim.inbox.received == 0
+
+
+async def test_sweep_through_a_block_is_challenged_and_a_token_passes(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify", fraud_mode="enforce")
+    answers = []
+    for n in range(12):  # neighbouring numbers of one 10k block, within a minute: a range sweep
+        st, body, _ = await gw.call("POST", "/v1/otp", key, {"to": f"+4915123450{n:03d}"})
+        answers.append((st, body))
+        gw.clock.advance(2)
+    refused = [b for st, b in answers if st != 202]
+    assert refused, "a sweep through one block must not go through unchallenged"
+    first = refused[0]["error"]
+    assert first["code"] in ("challenge_required", "fraud_blocked")
+    assert all(r["code"] for r in first["reasons"]) and all(r["message"] for r in first["reasons"])
+    if first["code"] == "challenge_required":
+        st, body, _ = await gw.call(
+            "POST", "/v1/otp", key, {"to": "+4915123450999", "challenge_token": "captcha-ok"}
+        )
+        assert st in (202, 403), body
+
+
+async def test_allow_list_and_audit(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify,admin", fraud_mode="enforce")
+    assert (await gw.call("POST", "/v1/fraud/block", key, {"kind": "number", "value": "+4915123456789"}))[
+        0
+    ] == 200
+    st, lists, _ = await gw.call("GET", "/v1/fraud/lists", key)
+    assert st == 200 and any(entries for entries in lists.values())
+    st, err, _ = await gw.call("POST", "/v1/otp", key, {"to": "+4915123456789"})
+    assert st == 403 and err["error"]["reasons"][0]["code"] == "blocklisted"
+    assert (await gw.call("POST", "/v1/fraud/unlist", key, {"kind": "number", "value": "+4915123456789"}))[
+        0
+    ] == 200
+    assert (await gw.call("POST", "/v1/otp", key, {"to": "+4915123456789"}))[0] == 202
+    st, lists, _ = await gw.call("GET", "/v1/fraud/lists", key)
+    assert st == 200 and not any(entries for entries in lists.values())
+    actions = [r.action for r in await gw.ctx.db.audit_records()]
+    assert actions == ["fraud.block", "fraud.unlist"]
+    assert "4915123456789" not in "".join(r.details for r in await gw.ctx.db.audit_records())
+    st, err, _ = await gw.call("POST", "/v1/fraud/allow", key, {"kind": "galaxy", "value": "x"})
+    assert st == 400
+
+
+async def test_monitor_mode_decides_but_allows(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify,admin", fraud_mode="enforce")
+    assert (await gw.call("PUT", "/v1/fraud/mode", key, {"mode": "monitor"}))[0] == 200
+    st, body, _ = await gw.call("POST", "/v1/otp", key, {"to": PREMIUM})
+    assert st == 202, body
+    assert (await gw.call("PUT", "/v1/fraud/mode", key, {"mode": "enforce"}))[0] == 200
+    assert (await gw.call("POST", "/v1/otp", key, {"to": "+499001234568"}))[0] == 403
+
+
+async def test_fraud_admin_needs_admin(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify", fraud_mode="enforce")
+    for path in ("/v1/fraud/decisions", "/v1/fraud/lists"):
+        assert (await gw.call("GET", path, key))[0] == 403
+    assert (await gw.call("PUT", "/v1/fraud/mode", key, {"mode": "monitor"}))[0] == 403
