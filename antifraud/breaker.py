@@ -16,8 +16,9 @@ country_fillback_low       the same for the country, stricter (≥ 6 σ, ≤ 0.3
 challenges_failing         ≥ 4 challenges in the last ~30 min in the range, ≥ 3 in 4 never  challenge
                            passed, and requests still coming (in a country the tenant does
                            not serve: whether or not requests are still coming)
-challenge_farm             the request passed a challenge in a range where ≥ 5 challenges  block
-                           were passed in ~30 min while ≥ 2 in 3 failed (CAPTCHA farm)
+challenge_farm             the request passed a challenge in a block (or a country where     block
+                           the tenant has no real users) where ≥ 5 challenges were passed
+                           in ~30 min while ≥ 2 in 3 failed (CAPTCHA farm)
 challenge_not_verifying    the request passed a challenge, but codes sent after passed      block
                            challenges in its range are not verified (≥ 4 σ, ≤ 0.35)
 =========================  ===============================================================  =========
@@ -146,8 +147,8 @@ def escalation(ev: Evidence, s: FraudSettings) -> Finding | None:
     if not ev.challenge_passed:
         return None
     for name in _CHALLENGE_ORDER:
-        if name == "t_cc" and ev.established:
-            continue
+        if name == "t_cc" and ev.t_cc.long_verified >= s.farm_country_verified:
+            continue  # where the tenant has real users, their passed challenges must not look like a farm
         r = _view(ev, name)
         if r.ch_passed >= s.farm_passes and r.ch_fail >= math.log(3.0):
             return Finding(

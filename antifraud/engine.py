@@ -171,6 +171,14 @@ class FraudEngine:
         self._full_ttl = 3 * settings.long_tau
         self._short_ttl = 4 * settings.fillback_tau
 
+    async def start(self) -> None:
+        """Prepare the backend (Redis: load the script), so the first request makes one round trip."""
+        await self.backend.prepare(self.schemas)
+
+    async def close(self) -> None:
+        await self.flush()
+        await self.backend.close()
+
     # ---- policies -----------------------------------------------------------------------------------
 
     def set_tenant_policy(self, tenant_id: str, policy: TenantPolicy) -> None:
@@ -547,7 +555,7 @@ class FraudEngine:
         if plan is not None and weight is not None and decision.action != "allow":
             self.backend.settle(self._correction(req, plan, weight, decision), shared=shared)
         elif decision.action != "allow":
-            self.backend.settle(Settle(pushes=(self._record(req, info, decision),)), shared=shared)
+            self.backend.settle(Settle(logs=(self._record(req, info, decision),)), shared=shared)
         if decision.action != "allow":
             log.info(
                 "antifraud %s tenant=%s to=%s country=%s reasons=%s score=%.3f",

@@ -343,8 +343,10 @@ class Evidence:
         ]
 
 
-def _clip(x: float, lo: float = -5.0, hi: float = 25.0) -> float:
-    return lo if x < lo else hi if x > hi else x
+def _clip(x: float, floor: float = 2.0, hi: float = 25.0) -> float:
+    """Evidence beyond the noise floor: deficits under 2 σ happen all the time in real traffic."""
+    x -= floor
+    return 0.0 if x < 0.0 else hi if x > hi else x
 
 
 def fit_delay_mixture(

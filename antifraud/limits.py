@@ -91,10 +91,10 @@ class FlagRead:
 class Settle:
     adds: tuple[HashAdd, ...] = ()
     undos: tuple[LimitUndo, ...] = ()
-    pushes: tuple[ListPush, ...] = ()
+    logs: tuple[ListPush, ...] = ()  # append-only logs (a Redis LIST), e.g. decisions for review
 
     def __bool__(self) -> bool:
-        return bool(self.adds or self.undos or self.pushes)
+        return bool(self.adds or self.undos or self.logs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +104,10 @@ class Plan:
     count: bool = True  # False: a dry run that reads only
     limits: tuple[LimitSpec, ...] = ()
     reads: tuple[HashRead, ...] = ()
-    lists: tuple[tuple[str, int], ...] = ()  # (key, how many newest entries)
+    lists: tuple[tuple[str, int], ...] = ()  # short recent lists: (key, how many newest entries)
     flags: tuple[FlagRead, ...] = ()
     writes: tuple[HashAdd, ...] = ()
-    pushes: tuple[ListPush, ...] = ()
+    pushes: tuple[ListPush, ...] = ()  # onto short recent lists (≤ a few dozen entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +149,11 @@ class FraudBackend(Protocol):
     def settle(self, ops: Settle, *, shared: bool = True) -> None:
         """Queue corrections and records; applied at the start of the next round trip.
         ``shared`` is the ``Snapshot.shared`` of the check they correct (Redis or its fallback)."""
+        ...
+
+    async def prepare(self, schemas: tuple[tuple[float, ...], ...]) -> None:
+        """Get ready for plans with these record layouts (Redis: SCRIPT LOAD). Optional: the
+        first check does it otherwise; a failure is counted, not raised."""
         ...
 
     async def flush(self, now: float, schemas: tuple[tuple[float, ...], ...]) -> None:

@@ -205,12 +205,15 @@ class MemoryFraudBackend:
                 self._add(a, now, schemas, groups, cache)
             for u in ops.undos:
                 self._undo(u, now)
-            for p in ops.pushes:
+            for p in ops.logs:
                 self._push(p, now)
         self.stats.pending = 0
 
     async def flush(self, now: float, schemas: tuple[tuple[float, ...], ...]) -> None:
         self._apply_pending(now, schemas)
+
+    async def prepare(self, schemas: tuple[tuple[float, ...], ...]) -> None:
+        return None
 
     def execute(self, plan: Plan) -> Snapshot:
         """The whole check, synchronously (the Redis backend's fallback calls this directly)."""

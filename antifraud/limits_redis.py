@@ -1,8 +1,9 @@
 """The shared backend: one Lua script (``lua/check.lua``), loaded once, one EVALSHA per fraud check.
 
-All limits, counters, lists and flags of a request go in a single call, the plan as one MessagePack
-argument and the answer as one MessagePack reply (redis-py's per-argument encoding and RESP parsing,
-not Redis, would otherwise dominate the cost); corrections queued by
+All limits, counters, lists and flags of a request go in a single call: the plan's numbers as one
+argument of packed doubles, its strings after it, and the counters come back as packed doubles too
+(redis-py's per-argument encoding and RESP parsing, and Lua's table building, would otherwise
+dominate the cost); corrections queued by
 :meth:`RedisFraudBackend.settle` ride along with the next call, so a check never costs a second
 round trip. ``NOSCRIPT`` (Redis restarted or flushed its script cache) reloads the script and
 retries once.
@@ -22,11 +23,11 @@ fraud check sits on the request path.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from importlib import resources
 from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
@@ -36,62 +37,138 @@ from antifraud.limits_memory import MemoryFraudBackend
 log = logging.getLogger("smsgw.antifraud")
 
 SCRIPT = resources.files("antifraud").joinpath("lua/check.lua").read_text("utf-8")
+_SCHEMAS_MARK = "{} --@SCHEMAS@--"
 
 
-def encode(plan: Plan, pending: list[Settle]) -> tuple[list[str], bytes]:
-    """KEYS (deduplicated) and the one MessagePack argument of ``lua/check.lua``."""
-    keys: list[str] = []
-    index: dict[str, int] = {}
+def script_for(schemas: tuple[tuple[float, ...], ...]) -> str:
+    """The script with the record layouts' decay constants compiled in (they never change while a
+    process runs, so they need not travel with every call)."""
+    table = ", ".join("{" + ", ".join(repr(float(t)) for t in taus) + "}" for taus in schemas)
+    if _SCHEMAS_MARK not in SCRIPT:
+        raise RuntimeError("lua/check.lua lost its schema placeholder")
+    return SCRIPT.replace(_SCHEMAS_MARK, "{" + table + "}")
 
-    def key(k: str) -> int:
-        i = index.get(k)
+
+class _Interner:
+    """Indexes of distinct values: keys (1-based, KEYS), strings and shared templates (0-based)."""
+
+    __slots__ = ("base", "index", "items")
+
+    def __init__(self, base: int) -> None:
+        self.items: list[Any] = []
+        self.index: dict[Any, int] = {}
+        self.base = base
+
+    def __call__(self, item: Any) -> int:
+        i = self.index.get(item)
         if i is None:
-            keys.append(k)
-            i = index[k] = len(keys)
+            self.items.append(item)
+            i = self.index[item] = len(self.items) - 1 + self.base
         return i
 
-    def adds(ops: list[HashAdd] | tuple[HashAdd, ...]) -> list[Any]:
-        return [[key(a.key), a.schema, a.at, a.ttl, [v for pd in a.deltas for v in pd]] for a in ops]
 
-    def pushes(ops: list[ListPush] | tuple[ListPush, ...]) -> list[Any]:
-        return [[key(q.key), q.value, q.maxlen, q.ttl] for q in ops]
+def encode(plan: Plan, pending: list[Settle]) -> tuple[list[str], list[bytes | str]]:
+    """KEYS (deduplicated) and ARGV of ``lua/check.lua``: the plan's numbers packed as doubles in
+    ARGV[1], its strings after them."""
+    key = _Interner(1)
+    string = _Interner(0)
+    template = _Interner(0)
+    fieldset = _Interner(0)
+    body: list[float] = []
+    out = body.append
+    ext = body.extend
 
-    body = [
-        plan.now,
-        plan.count,
-        plan.schemas,
-        adds([a for s in pending for a in s.adds]),
-        [[key(u.key), u.windows, u.at] for s in pending for u in s.undos],
-        pushes([q for s in pending for q in s.pushes]),
-        [[key(lim.key), [x for wl in lim.windows for x in wl], lim.ttl] for lim in plan.limits],
-        [[key(r.key), r.schema] for r in plan.reads],
-        [[key(k), n] for k, n in plan.lists],
-        [[key(f.key), f.fields] for f in plan.flags],
-        adds(plan.writes),
-        pushes(plan.pushes),
-    ]
-    return keys, _encoder.encode(body)
+    def adds(ops: list[HashAdd] | tuple[HashAdd, ...]) -> list[float]:
+        seq: list[float] = [len(ops)]
+        for a in ops:
+            seq += (key(a.key), a.schema, a.at, a.ttl, template(a.deltas))
+        return seq
+
+    def pushes(ops: list[ListPush] | tuple[ListPush, ...]) -> list[float]:
+        seq: list[float] = [len(ops)]
+        for q in ops:
+            seq += (key(q.key), string(q.value), q.maxlen, q.ttl)
+        return seq
+
+    settle_adds = adds([a for s in pending for a in s.adds])
+    undos: list[float] = [0]
+    for s in pending:
+        for u in s.undos:
+            undos += (key(u.key), len(u.windows), *u.windows, u.at)
+            undos[0] += 1
+    logs = pushes([q for s in pending for q in s.logs])
+    limits: list[float] = [len(plan.limits)]
+    for lim in plan.limits:
+        limits += (key(lim.key), len(lim.windows))
+        for w, n in lim.windows:
+            limits += (w, n)
+        limits.append(lim.ttl)
+    reads: list[float] = [len(plan.reads)]
+    for r in plan.reads:
+        reads += (key(r.key), r.schema)
+    recents: list[float] = [len(plan.lists)]
+    for k, n in plan.lists:
+        recents += (key(k), n)
+    flags: list[float] = [len(plan.flags)]
+    for f in plan.flags:
+        flags += (key(f.key), fieldset(f.fields))
+    writes = adds(plan.writes)
+    rpushes = pushes(plan.pushes)
+
+    out(plan.now)
+    out(1.0 if plan.count else 0.0)
+    out(len(template.items))
+    for deltas in template.items:
+        out(len(deltas))
+        for pos, d in deltas:
+            out(pos)
+            out(d)
+    out(len(fieldset.items))
+    for names in fieldset.items:
+        out(len(names))
+        ext(string(n) for n in names)
+    for seq in (settle_adds, undos, logs, limits, reads, recents, flags, writes, rpushes):
+        ext(seq)
+    blob = struct.pack(f"<{len(body)}d", *body)
+    return key.items, [blob, *string.items]
 
 
 def _text(x: Any) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
-def decode(plan: Plan, raw: bytes) -> Snapshot:
-    hits_, reads_, lists_, flags_ = _decoder.decode(raw)
-    if hits_:
-        return Snapshot(hits=tuple(LimitHit(int(i), int(w), int(n), float(r)) for i, w, n, r in hits_))
+def decode(plan: Plan, reply: list[Any]) -> Snapshot:
+    raw = reply[0]
+    nums = struct.unpack(f"<{len(raw) // 8}d", raw)
+    nhits = int(nums[0])
+    if nhits:
+        return Snapshot(
+            hits=tuple(
+                LimitHit(int(nums[j]), int(nums[j + 1]), int(nums[j + 2]), nums[j + 3])
+                for j in range(1, 1 + 4 * nhits, 4)
+            )
+        )
+    reads = []
+    j = 1
+    sizes = plan.schemas
+    for r in plan.reads:
+        n = len(sizes[r.schema])
+        reads.append(nums[j : j + n])
+        j += n
+    lists = []
+    k = 1
+    for _ in plan.lists:
+        m = int(reply[k])
+        lists.append(tuple(_text(v) for v in reply[k + 1 : k + 1 + m]))
+        k += 1 + m
+    flags = []
+    for f in plan.flags:
+        n = len(f.fields)
+        flags.append(tuple(_text(v) for v in reply[k : k + n]))
+        k += n
     return Snapshot(
-        reads=tuple(tuple(float(v) for v in row) for row in reads_),
-        lists=tuple(tuple(_text(v) for v in row) for row in lists_),
-        flags=tuple(tuple(_text(v) for v in row) for row in flags_),
-        counted=plan.count,
-        shared=True,
+        reads=tuple(reads), lists=tuple(lists), flags=tuple(flags), counted=plan.count, shared=True
     )
-
-
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder()
 
 
 class RedisFraudBackend:
@@ -111,6 +188,7 @@ class RedisFraudBackend:
         self.fallback = fallback if fallback is not None else MemoryFraudBackend()
         self.stats = BackendStats()
         self._sha: str | None = None
+        self._schemas: tuple[tuple[float, ...], ...] | None = None
         self._pending: list[Settle] = []
         self._retry_seconds = retry_seconds
         self._max_pending = max_pending
@@ -120,23 +198,33 @@ class RedisFraudBackend:
         self._last_log = -1e18
         self._down = False
 
-    async def load(self) -> str:
-        """SCRIPT LOAD; called once at start (and again after NOSCRIPT)."""
-        sha = await self.client.script_load(SCRIPT)
+    async def prepare(self, schemas: tuple[tuple[float, ...], ...]) -> None:
+        try:
+            await self.load(schemas)
+        except (RedisError, OSError) as err:
+            self._failed(err)
+
+    async def load(self, schemas: tuple[tuple[float, ...], ...]) -> str:
+        """SCRIPT LOAD for these record layouts; once at start (``FraudEngine.start``), again after
+        NOSCRIPT. Without it the first check loads the script itself."""
+        sha = await self.client.script_load(script_for(schemas))
         self._sha = _text(sha)
+        self._schemas = schemas
         return self._sha
 
-    async def _call(self, keys: list[str], argv: bytes) -> bytes:
-        if self._sha is None:
-            await self.load()
+    async def _call(
+        self, schemas: tuple[tuple[float, ...], ...], keys: list[str], argv: list[bytes | str]
+    ) -> list[Any]:
+        if self._sha is None or (self._schemas is not schemas and self._schemas != schemas):
+            await self.load(schemas)
         assert self._sha is not None
         try:
-            res = await self.client.evalsha(self._sha, len(keys), *keys, argv)  # type: ignore[no-untyped-call]
+            res = await self.client.evalsha(self._sha, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
         except NoScriptError:
-            await self.load()
-            res = await self.client.evalsha(self._sha, len(keys), *keys, argv)  # type: ignore[no-untyped-call]
-        if not isinstance(res, bytes):
-            raise RedisError(f"unexpected reply from the fraud script: {type(res).__name__}")
+            await self.load(schemas)
+            res = await self.client.evalsha(self._sha, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
+        if not isinstance(res, list) or not res or not isinstance(res[0], bytes):
+            raise RedisError("unexpected reply from the fraud script")
         return res
 
     def _failed(self, err: BaseException) -> None:
@@ -168,7 +256,7 @@ class RedisFraudBackend:
         pending, self._pending = self._pending, []
         keys, argv = encode(plan, pending)
         try:
-            res = await self._call(keys, argv)
+            res = await self._call(plan.schemas, keys, argv)
         except (RedisError, OSError) as err:
             self._requeue(pending)
             self._failed(err)
@@ -203,7 +291,7 @@ class RedisFraudBackend:
         pending, self._pending = self._pending, []
         keys, argv = encode(Plan(now=now, schemas=schemas, count=False), pending)
         try:
-            await self._call(keys, argv)
+            await self._call(schemas, keys, argv)
         except (RedisError, OSError) as err:
             self._requeue(pending)
             self._failed(err)

@@ -67,7 +67,7 @@ async def collect(config: SimConfig, model: Scorer, progress: bool) -> Samples:
     return out
 
 
-def fit(samples: Samples, *, c: float = 0.5, seed: int = 0) -> tuple[list[float], float, list[float]]:
+def fit(samples: Samples, *, c: float = 0.05, seed: int = 0) -> tuple[list[float], float, list[float]]:
     """Logistic regression on standardised features; returns raw-feature weights, bias, means."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
@@ -147,7 +147,7 @@ def train(
         "scale": scale,
         "rounds": rounds,
         "max_challenge": max_challenge,
-        "algorithm": "sklearn LogisticRegression(C=0.5, class_weight=balanced) on standardised features",
+        "algorithm": "sklearn LogisticRegression(C=0.05, class_weight=balanced) on standardised features",
         "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
     }
     if out is not None:

@@ -130,6 +130,7 @@ class FraudSettings:
     sweep_distinct: int = 5  # distinct numbers of one 10k block in the window that make a sweep
     sweep_list: int = 16  # neighbours remembered per 10k block
     farm_passes: float = 5.0  # passed challenges in a range under attack that betray a CAPTCHA farm
+    farm_country_verified: float = 20.0  # verifications a day above which a country has real users
     unverified_repeat_challenge: float = 3.0  # sends to one number in a day, none verified
     unverified_repeat_block: float = 6.0
     lift_seconds: float = 3600.0  # how long "lift a block" exempts a number/prefix from range rules

@@ -123,7 +123,11 @@ class NumberPool:
                 break
         blocks = sorted(found)
         rng.shuffle(blocks)
-        weights = [1.0 / (i + 1) for i in range(len(blocks))]
+        # operators: 5 groups of blocks with Zipf market shares, numbers uniform inside an operator
+        ops = 5
+        share = [1.0 / (i + 1) for i in range(ops)]
+        sizes = [sum(1 for j in range(len(blocks)) if j % ops == i) for i in range(ops)]
+        weights = [share[j % ops] / max(sizes[j % ops], 1) for j in range(len(blocks))]
         self._blocks[cc] = (blocks, weights)
         return blocks, weights
 
