@@ -2,7 +2,7 @@
 
 The dispatcher calls :meth:`WebhookSender.emit` (synchronous, O(1), never blocks or raises) at each
 change — submitted, delivered, failed, expired. A background runner looks the tenant's webhook up
-(cached for ``cache_ttl`` seconds; tenants without one cost a dictionary look-up), builds the JSON
+(cached for ``cache_ttl`` seconds; for a tenant known to have none, ``emit`` returns at once), builds the JSON
 body and POSTs it with
 
     X-Smsgw-Signature: sha256=<hex HMAC-SHA256 of the raw body under the tenant's secret>
@@ -184,6 +184,9 @@ class WebhookSender:
 
     # ------------------------------------------------------------------ intake
     def emit(self, event: StatusEvent) -> None:
+        hit = self._cache.get(event.tenant_id)
+        if hit is not None and hit[1] is None and hit[0] > self._loop_time():
+            return  # a tenant known to have no webhook: nothing to queue
         if len(self._ready) + len(self._later) + len(self._inflight) >= self.settings.queue_limit:
             self._dropped += 1
             self.m.webhook_deliveries.labels("dropped").inc()
@@ -194,6 +197,10 @@ class WebhookSender:
         self._ready.append(_Job(0.0, self._seq, event, secrets.token_hex(12)))
         self._idle.clear()
         self._wake.set()
+
+    @staticmethod
+    def _loop_time() -> float:
+        return asyncio.get_running_loop().time()
 
     def invalidate(self, tenant_id: str) -> None:
         """The tenant's webhook changed (this process's API handled it; others see it after cache_ttl)."""
