@@ -200,3 +200,10 @@ def test_snapshot() -> None:
 def test_policy_is_checked(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         HealthPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_docs_draw_the_same_breaker_diagram() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "routing.md").read_text()
+    assert "```mermaid\n" + state_diagram() + "\n```" in doc
