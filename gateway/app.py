@@ -35,7 +35,6 @@ from antifraud import (
     Scorer,
     load_scorer,
 )
-from carriers.routing import Route
 from gateway import __version__
 from gateway.api.registry import ROUTES
 from gateway.api.routes import ROUTE_LOADER, WEBHOOKS, reload_routes
@@ -70,6 +69,7 @@ ENDPOINT_MODULES = (
     "gateway.api.links",
     "gateway.api.console",
     "gateway.api.fraud",
+    "gateway.api.routes",
     "gateway.openapi",
 )
 for _module in ENDPOINT_MODULES:
@@ -165,22 +165,6 @@ def open_stores(settings: Settings) -> Stores:
         country_region=dict(r.countries),
         copy_to_control=frozenset(r.copy_to_control),
     )
-
-
-def routes_from(settings: Settings) -> list[Route]:
-    return [
-        Route(
-            name=r.name,
-            carrier=r.carrier,
-            countries=frozenset(c.upper() if c != "*" else c for c in r.countries),
-            prefixes=tuple(p.lstrip("+") for p in r.prefixes),
-            brand_class=r.brand_class,
-            senders=frozenset(r.senders),
-            price=r.price,
-            priority=r.priority,
-        )
-        for r in settings.routes
-    ]
 
 
 def create_app(

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gateway.config import Settings
-from gateway.dispatch import CarrierRoutes, Dispatcher
+from gateway.dispatch import Dispatcher
+from gateway.routetable import RouteTable
 from gateway.services.fraud import Fraud
 from gateway.services.senderid import SenderIds
 from gateway.state.base import StateBackend
@@ -29,7 +30,7 @@ class Context:
     clock: Callable[[], float] = time.time
     stores: Stores | None = None
     state: StateBackend | None = None
-    table: CarrierRoutes | None = None
+    table: RouteTable | None = None
     dispatcher: Dispatcher | None = None
     fillback: FillbackStore | None = None
     ready: bool = False
@@ -83,7 +84,7 @@ class Context:
         return svc
 
     @property
-    def routes(self) -> CarrierRoutes:
+    def routes(self) -> RouteTable:
         assert self.table is not None
         return self.table
 

@@ -41,8 +41,6 @@ async def readyz(request: web.Request) -> web.Response:
 @endpoint("GET", "/metrics", summary="Prometheus metrics", tag="Operations")
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    for route in ctx.routes.routes:
-        ctx.instruments.route_up.labels(route.name, route.carrier).set(1 if ctx.routes.is_up(route) else 0)
     body = generate_latest(ctx.instruments.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -193,6 +193,7 @@ class SqliteEngine:
         ("residency_copies", "phone_enc", "'phone'"),
         ("links", "url_enc", "'link_url'"),
         ("sender_documents", "content_enc", "'document'"),
+        ("tenant_webhooks", "secret_enc", "'webhook_secret'"),
     )
 
     async def count_stale_sealed(self) -> int:
