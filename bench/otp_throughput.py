@@ -142,7 +142,18 @@ def main() -> int:
         start(PY, "-m", "gateway", "serve", "--config", str(work / "smsgw.toml"), port=gw_port)
         start(PY, str(ROOT / "bench" / "bare_handler.py"), str(bare_port), port=bare_port)
         r = subprocess.run(
-            [PY, "-m", "gateway", "tenant", "create", "bench", "--countries", "ALL", "--fraud-mode", "monitor"],
+            [
+                PY,
+                "-m",
+                "gateway",
+                "tenant",
+                "create",
+                "bench",
+                "--countries",
+                "ALL",
+                "--fraud-mode",
+                "monitor",
+            ],
             env=env,
             cwd=work,
             capture_output=True,

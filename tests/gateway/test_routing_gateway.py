@@ -312,7 +312,9 @@ async def test_routes_view_needs_admin_and_shows_health_and_rates(make_gw: MakeG
 
 
 async def test_route_health_is_exported_at_scrape_time(make_gw: MakeGw, sims: Sims) -> None:
-    gw = await make_gw(routing=RoutingSettings(breaker_failures=1, breaker_cooldown_seconds=60, explore_share=0.0))
+    gw = await make_gw(
+        routing=RoutingSettings(breaker_failures=1, breaker_cooldown_seconds=60, explore_share=0.0)
+    )
     key = await gw.tenant()
     sims.a.http.options.failure_rate = 1.0
     await send(gw, key)
