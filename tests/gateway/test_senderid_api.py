@@ -25,6 +25,23 @@ async def upload(
     return resp.status, await resp.json()
 
 
+AE_DOCUMENTS = (
+    "company_registration",
+    "loa",
+    "noc",
+    "brand_ownership_proof",
+    "industry_license",
+    "url_allowlist",
+)
+
+
+async def upload_ae_documents(gw: Gw, key: str, reg_id: str) -> None:
+    """Every document the UAE asks for."""
+    for code in AE_DOCUMENTS:
+        st, body = await upload(gw, key, reg_id, code)
+        assert st == 201, body
+
+
 async def file_request(
     gw: Gw,
     key: str,
@@ -104,15 +121,7 @@ async def test_reject_with_reason_then_resubmit(gw: Gw) -> None:
     onb = await gw.tenant("acme", scopes="onboarding")
     admin = await _admin_of(gw, "acme")
     reg = await file_request(gw, onb)
-    for code in (
-        "company_registration",
-        "loa",
-        "noc",
-        "brand_ownership_proof",
-        "industry_license",
-        "url_allowlist",
-    ):
-        await upload(gw, onb, reg["id"], code)
+    await upload_ae_documents(gw, onb, reg["id"])
     st, out, _ = await gw.call("POST", f"/v1/sender-ids/{reg['id']}/submit", onb, {})
     assert out["refused"] == [], out
     st, err, _ = await gw.call("POST", f"/v1/sender-ids/{reg['id']}/reject", admin, {"country": "AE"})
@@ -135,15 +144,7 @@ async def test_approval_expires(gw: Gw) -> None:
     onb = await gw.tenant("acme", scopes="onboarding,send")
     admin = await _admin_of(gw, "acme")
     reg = await file_request(gw, onb)
-    for code in (
-        "company_registration",
-        "loa",
-        "noc",
-        "brand_ownership_proof",
-        "industry_license",
-        "url_allowlist",
-    ):
-        await upload(gw, onb, reg["id"], code)
+    await upload_ae_documents(gw, onb, reg["id"])
     await gw.call("POST", f"/v1/sender-ids/{reg['id']}/submit", onb, {})
     until = gw.clock() + 86400
     st, _, _ = await gw.call(
@@ -237,15 +238,7 @@ async def test_fallback_sender_is_used_where_allowed(gw: Gw) -> None:
     st, err, _ = await gw.call("POST", "/v1/otp", key, {"to": AE, "sender_id": "ACMEOTP"})
     assert st == 422 and err["error"]["code"] == "sender_not_registered"
     reg = await file_request(gw, key, sender="InfoSMS")
-    for code in (
-        "company_registration",
-        "loa",
-        "noc",
-        "brand_ownership_proof",
-        "industry_license",
-        "url_allowlist",
-    ):
-        await upload(gw, key, reg["id"], code)
+    await upload_ae_documents(gw, key, reg["id"])
     await gw.call("POST", f"/v1/sender-ids/{reg['id']}/submit", key, {})
     assert (await gw.call("POST", f"/v1/sender-ids/{reg['id']}/approve", admin, {"country": "AE"}))[0] == 200
     st, body, _ = await gw.call("POST", "/v1/otp", key, {"to": AE, "sender_id": "ACMEOTP"})
