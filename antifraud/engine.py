@@ -164,6 +164,7 @@ class FraudEngine:
         self._policies: dict[str, TenantPolicy] = {}
         self._groups: dict[int, tuple[TenantPolicy, tuple[tuple[str, tuple[tuple[int, int], ...]], ...]]] = {}
         self._weights: dict[tuple[str, str], float] = {}
+        self._deltas: dict[tuple[float, bool, bool, float], tuple[tuple[int, float], ...]] = {}
         self._local = LocalClock()
         # Called with each request that reaches the model and its feature vector (shadow logging of
         # features for retraining; the trainer collects its samples this way).
@@ -202,7 +203,10 @@ class FraudEngine:
         plan = self._plan(req, info, country, layout, weight, count=not dry_run)
         snap = await self.backend.check(plan)
         if snap.hits:
-            return self._finish(req, info, policy, self._limited(snap, layout), None, None, dry_run)
+            limited = self._limited(snap, layout)
+            if not snap.shared:
+                limited = _replace_shared(limited)
+            return self._finish(req, info, policy, limited, None, None, dry_run, snap.shared)
 
         ev = self._evidence(req, info, country, snap, weight)
         self._remember_weight(req.tenant_id, country, ev.t_cc)
@@ -299,6 +303,17 @@ class FraudEngine:
         return groups
 
     def _send_deltas(
+        self, weight: float, full: bool, challenged: bool, sign: float
+    ) -> tuple[tuple[int, float], ...]:
+        key = (weight, full, challenged, sign)
+        got = self._deltas.get(key)
+        if got is None:
+            if len(self._deltas) > 10_000:
+                self._deltas.clear()
+            got = self._deltas[key] = self._make_deltas(weight, full, challenged, sign)
+        return got
+
+    def _make_deltas(
         self, weight: float, full: bool, challenged: bool, sign: float
     ) -> tuple[tuple[int, float], ...]:
         rp = self._pos[RANGE]
@@ -439,7 +454,8 @@ class FraudEngine:
         p = (t_cc.long_verified + m * prior) / (t_cc.long_sent + m)
         if len(self._weights) > 200_000:
             self._weights.clear()
-        self._weights[(tenant_id, country)] = min(max(p, 0.5 * prior), 1.0)
+        # rounded: a per-mille is precision enough, and the send deltas can be reused
+        self._weights[(tenant_id, country)] = round(min(max(p, 0.5 * prior), 1.0), 3)
 
     def _decide(
         self,
@@ -556,7 +572,7 @@ class FraudEngine:
             self.backend.settle(self._correction(req, plan, weight, decision), shared=shared)
         elif decision.action != "allow":
             self.backend.settle(Settle(logs=(self._record(req, info, decision),)), shared=shared)
-        if decision.action != "allow":
+        if decision.action != "allow" and log.isEnabledFor(logging.INFO):
             log.info(
                 "antifraud %s tenant=%s to=%s country=%s reasons=%s score=%.3f",
                 decision.action,

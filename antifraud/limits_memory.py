@@ -57,6 +57,8 @@ class MemoryFraudBackend:
         self._wheel: dict[int, set[str]] = {}
         self._wheel_pos: int | None = None
         self._pending: list[Settle] = []
+        self._deferred: tuple[HashAdd, ...] = ()
+        self._deferred_at: tuple[float, tuple[tuple[float, ...], ...]] | None = None
         self._groups_for: tuple[tuple[tuple[float, ...], ...], tuple[_Groups, ...]] | None = None
 
     # ---- expiry ----------------------------------------------------------------------------------
@@ -108,6 +110,8 @@ class MemoryFraudBackend:
 
     def keys(self) -> set[str]:
         """Every live key (tests assert what is left behind)."""
+        if self._deferred_at is not None:
+            self._apply_pending(*self._deferred_at)
         return set(self._h) | set(self._s) | set(self._limkeys) | set(self._l)
 
     # ---- the operations ----------------------------------------------------------------------------
@@ -118,35 +122,31 @@ class MemoryFraudBackend:
             cached = self._groups_for = (schemas, _groups(schemas))
         return cached[1]
 
-    def _load(
-        self, key: str, size: int, now: float, groups: _Groups, cache: dict[str, array[float]]
-    ) -> array[float]:
-        """The record decayed to ``now`` (stamped max(now, t)); zeros if missing."""
-        st = cache.get(key)
+    def _load(self, key: str, size: int, now: float, groups: _Groups, create: bool) -> array[float]:
+        """The live record, decayed in place to ``now`` (re-stamped max(now, t): the same values a
+        reader computes); zeros if missing, stored only when ``create`` (dry runs leave no keys)."""
+        st = self._h.get(key)
         if st is not None:
-            return st
-        raw = self._h.get(key)
-        if raw is not None:
             at = self._exp.get(key)
             if at is not None and at <= now:
                 self._drop(key)
-                raw = None
-        if raw is None:
+                st = None
+        if st is None:
             st = array("d", bytes(8 * (size + 1)))
             st[0] = now
-        else:
-            st = array("d", raw)
-            if len(st) <= size:
-                st.extend([0.0] * (size + 1 - len(st)))
-            dt = now - st[0]
-            if dt > 0:
-                exp = math.exp
-                for tau, ix in groups:
-                    f = exp(-dt / tau)
-                    for i in ix:
-                        st[i] *= f
-                st[0] = now
-        cache[key] = st
+            if create:
+                self._h[key] = st
+            return st
+        if len(st) <= size:
+            st.extend([0.0] * (size + 1 - len(st)))
+        dt = now - st[0]
+        if dt > 0:
+            exp = math.exp
+            for tau, ix in groups:
+                f = exp(-dt / tau)
+                for i in ix:
+                    st[i] *= f
+            st[0] = now
         return st
 
     def _add(
@@ -155,12 +155,9 @@ class MemoryFraudBackend:
         now: float,
         schemas: tuple[tuple[float, ...], ...],
         groups: tuple[_Groups, ...],
-        cache: dict[str, array[float]],
     ) -> None:
         taus = schemas[op.schema]
-        st = cache.get(op.key)
-        if st is None:
-            st = self._load(op.key, len(taus), now, groups[op.schema], cache)
+        st = self._load(op.key, len(taus), now, groups[op.schema], True)
         age = st[0] - op.at
         if age > 0:
             exp = math.exp
@@ -169,8 +166,12 @@ class MemoryFraudBackend:
         else:
             for pos, d in op.deltas:
                 st[pos + 1] += d
-        self._h[op.key] = st
-        self._expire(op.key, now + op.ttl)
+        # expiry moves by whole wheel slots only (see _expire), checked inline: this runs ~10× a check
+        at = now + op.ttl
+        old = self._exp.get(op.key)
+        if old is None or not 0.0 <= at - old < _WHEEL:
+            self._exp[op.key] = at
+            self._wheel.setdefault(int(at // _WHEEL), set()).add(op.key)
 
     def _undo(self, op: LimitUndo, now: float) -> None:
         if not self._get(op.key, now):
@@ -195,14 +196,48 @@ class MemoryFraudBackend:
             self.stats.pending = len(self._pending)
 
     def _apply_pending(self, now: float, schemas: tuple[tuple[float, ...], ...]) -> None:
-        if not self._pending:
+        """The last check's counter writes (held back), then the settle operations queued since.
+
+        Holding the writes back changes nothing a reader can see (the next check applies them first)
+        but lets a correction that undoes them cancel out instead of costing a second update: a
+        refused request then costs what an allowed one does."""
+        deferred, self._deferred = self._deferred, ()
+        if not self._pending and not deferred:
             return
         pending, self._pending = self._pending, []
         groups = self._groups(schemas)
-        cache: dict[str, array[float]] = {}
+        if deferred and not pending:
+            for w in deferred:
+                self._add(w, now, schemas, groups)
+            return
+        if deferred:
+            merged: dict[tuple[str, float], dict[int, float]] = {}
+            for w in deferred:
+                acc = merged.setdefault((w.key, w.at), {})
+                for pos, d in w.deltas:
+                    acc[pos] = acc.get(pos, 0.0) + d
+            rest: list[HashAdd] = []
+            for ops in pending:
+                for a in ops.adds:
+                    acc2 = merged.get((a.key, a.at))
+                    if acc2 is None:
+                        rest.append(a)
+                        continue
+                    for pos, d in a.deltas:
+                        acc2[pos] = acc2.get(pos, 0.0) + d
+            for w in deferred:
+                if (w.key, w.at) not in merged:
+                    continue
+                acc = merged.pop((w.key, w.at))
+                deltas = tuple([pd for pd in acc.items() if pd[1] != 0.0])
+                self._add(HashAdd(w.key, w.schema, deltas, w.at, w.ttl), now, schemas, groups)
+            for a in rest:
+                self._add(a, now, schemas, groups)
+        else:
+            for ops in pending:
+                for a in ops.adds:
+                    self._add(a, now, schemas, groups)
         for ops in pending:
-            for a in ops.adds:
-                self._add(a, now, schemas, groups, cache)
             for u in ops.undos:
                 self._undo(u, now)
             for p in ops.logs:
@@ -245,11 +280,10 @@ class MemoryFraudBackend:
             return Snapshot(hits=tuple(hits))
 
         groups = self._groups(schemas)
-        cache: dict[str, array[float]] = {}
         reads = []
         for r in plan.reads:
             size = len(schemas[r.schema])
-            st = self._load(r.key, size, now, groups[r.schema], cache)
+            st = self._load(r.key, size, now, groups[r.schema], False)
             reads.append(tuple(st[1 : size + 1]))
         lists = []
         for key, n in plan.lists:
@@ -261,8 +295,8 @@ class MemoryFraudBackend:
             flags.append(tuple(sh.get(f, "") for f in fr.fields) if sh else ("",) * len(fr.fields))
 
         if plan.count:
-            for w in plan.writes:
-                self._add(w, now, schemas, groups, cache)
+            self._deferred = plan.writes  # applied first thing next time (see _apply_pending)
+            self._deferred_at = (now, schemas)
             for p in plan.pushes:
                 self._push(p, now)
             for spec in plan.limits:

@@ -16,12 +16,13 @@ counters), the failure is logged at ERROR (at most every ``log_every`` seconds) 
 a connect timeout to every request; then Redis is tried again. Corrections for checks Redis counted
 stay queued (bounded) until it is back.
 
-Give the client short timeouts (e.g. ``socket_timeout=0.25, socket_connect_timeout=0.25``): the
-fraud check sits on the request path.
+The fraud check sits on the request path: every call is bounded by ``call_timeout`` (0.5 s) whatever
+the client's own timeouts and retries; still give the client short ones and few retries.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
@@ -180,6 +181,7 @@ class RedisFraudBackend:
         retry_seconds: float = 1.0,
         max_pending: int = 10_000,
         log_every: float = 10.0,
+        call_timeout: float = 0.5,
         monotonic: Any = time.monotonic,
     ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):  # type: ignore[no-untyped-call]
@@ -193,6 +195,7 @@ class RedisFraudBackend:
         self._retry_seconds = retry_seconds
         self._max_pending = max_pending
         self._log_every = log_every
+        self._call_timeout = call_timeout
         self._monotonic = monotonic
         self._down_until = 0.0
         self._last_log = -1e18
@@ -207,7 +210,7 @@ class RedisFraudBackend:
     async def load(self, schemas: tuple[tuple[float, ...], ...]) -> str:
         """SCRIPT LOAD for these record layouts; once at start (``FraudEngine.start``), again after
         NOSCRIPT. Without it the first check loads the script itself."""
-        sha = await self.client.script_load(script_for(schemas))
+        sha = await asyncio.wait_for(self.client.script_load(script_for(schemas)), self._call_timeout)
         self._sha = _text(sha)
         self._schemas = schemas
         return self._sha
@@ -219,10 +222,16 @@ class RedisFraudBackend:
             await self.load(schemas)
         assert self._sha is not None
         try:
-            res = await self.client.evalsha(self._sha, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
+            res = await asyncio.wait_for(
+                self.client.evalsha(self._sha, len(keys), *keys, *argv),  # type: ignore[no-untyped-call]
+                self._call_timeout,
+            )
         except NoScriptError:
             await self.load(schemas)
-            res = await self.client.evalsha(self._sha, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
+            res = await asyncio.wait_for(
+                self.client.evalsha(self._sha, len(keys), *keys, *argv),  # type: ignore[no-untyped-call]
+                self._call_timeout,
+            )
         if not isinstance(res, list) or not res or not isinstance(res[0], bytes):
             raise RedisError("unexpected reply from the fraud script")
         return res

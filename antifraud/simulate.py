@@ -31,6 +31,7 @@ Legitimate (L)                                     Attacks (A)
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import random
@@ -93,6 +94,28 @@ class Driver(Protocol):
 # ---- numbers ---------------------------------------------------------------------------------------
 
 
+@functools.cache
+def mobile_blocks(cc: str) -> tuple[str, ...]:
+    """Up to 300 100k blocks holding valid mobile numbers of ``cc``, found once per process by
+    sampling around the region's example number (the numbering plan does not depend on the seed)."""
+    rng = random.Random(zlib.crc32(cc.encode()))
+    ex = phonenumbers.example_number_for_type(cc, PhoneNumberType.MOBILE)
+    if ex is None:
+        raise ValueError(f"no mobile numbering known for {cc}")
+    nat = phonenumbers.national_significant_number(ex)
+    code = ex.country_code
+    found: set[str] = set()
+    for _ in range(4000):
+        j = rng.choice((1, 2))
+        n = nat[:j] + "".join(rng.choice("0123456789") for _ in range(len(nat) - j))
+        info = number_info(f"+{code}{n}")
+        if info.valid and info.region == cc and info.kind in ("mobile", "fixed_line_or_mobile"):
+            found.add(info.p5)
+        if len(found) >= 300:
+            break
+    return tuple(sorted(found))
+
+
 class NumberPool:
     """Valid numbers per country from ``phonenumbers`` metadata: mobile 100k blocks found by sampling
     around the region's example number, weighted like operators' market shares (Zipf)."""
@@ -106,22 +129,7 @@ class NumberPool:
         if got is not None:
             return got
         rng = random.Random(zlib.crc32(f"{self._seed}:{cc}".encode()))
-        ex = phonenumbers.example_number_for_type(cc, PhoneNumberType.MOBILE)
-        if ex is None:
-            raise ValueError(f"no mobile numbering known for {cc}")
-        nat = phonenumbers.national_significant_number(ex)
-        code = ex.country_code
-        found: set[str] = set()
-        for _ in range(4000):
-            j = rng.choice((1, 2))
-            n = nat[:j] + "".join(rng.choice("0123456789") for _ in range(len(nat) - j))
-            e164 = f"+{code}{n}"
-            info = number_info(e164)
-            if info.valid and info.region == cc and info.kind in ("mobile", "fixed_line_or_mobile"):
-                found.add(info.p5)
-            if len(found) >= 300:
-                break
-        blocks = sorted(found)
+        blocks = list(mobile_blocks(cc))
         rng.shuffle(blocks)
         # operators: 5 groups of blocks with Zipf market shares, numbers uniform inside an operator
         ops = 5
@@ -595,6 +603,8 @@ class Simulation:
         for fam in self.cfg.families:
             for k in range(self.cfg.campaigns_per_family):
                 start = day0 + rng.uniform(0.0, max(span - 14 * HOUR, HOUR))
+                if fam == "A6":  # night bursts start at the first destination night of the attack day
+                    start = day0
                 cid = f"{fam}-{k}"
                 agent = _Attacker(self, cid, fam, random.Random(rng.getrandbits(32)), start)
                 self.at(start, agent.begin)

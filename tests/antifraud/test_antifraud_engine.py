@@ -1,0 +1,243 @@
+"""The pumping detector's rules, breakers, reasons and admin operations, on both backends."""
+
+from __future__ import annotations
+
+import pytest
+
+from antifraud import FraudSettings, TenantPolicy
+from tests.antifraud.conftest import Rig
+
+ANY = TenantPolicy(allowed_countries=None, limits=())
+BLOCK = "+4915123000{:03d}"  # one 10k block of German mobile numbers
+P5 = "+49151230{}{:04d}"  # ten 10k blocks of one 100k block
+
+
+async def verify(rig: Rig, e164: str, sent_at: float, delay: float = 20.0, **kw: object) -> None:
+    await rig.engine.record_verified(
+        kw.pop("tenant", "t1"),
+        e164,
+        "",
+        sent_at,
+        sent_at + delay,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_sweep_through_a_block_is_challenged_and_a_passed_challenge_is_let_through(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    actions = []
+    for i in range(8):
+        rig.clock.now += 3
+        actions.append(await rig.send(BLOCK.format(i)))
+    assert actions[:5] == ["allow"] * 5 and actions[5:] == ["challenge"] * 3
+    d = await rig.engine.evaluate(rig.req(BLOCK.format(9)))
+    assert d.reasons[0].code == "range_sweep" and d.reasons[0].scope == "prefix"
+    assert "+49 1512300xxxx" in d.reasons[0].message and "across tenants" in d.reasons[0].message
+    passed = await rig.engine.evaluate(rig.req(BLOCK.format(9), passed=True))
+    assert passed.action == "allow" and passed.challenged
+
+
+async def test_a_sweep_spread_over_tenants_is_seen_across_tenants(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    for i in range(5):
+        rig.clock.now += 20
+        assert await rig.send(BLOCK.format(i), tenant=f"shop{i}") == "allow"
+    assert await rig.send(BLOCK.format(5), tenant="shop9") == "challenge"
+
+
+async def test_fill_back_collapse_under_rising_volume_challenges_the_smallest_range(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    first_challenge = None
+    for i in range(120):  # one every 30 s over ten 10k blocks: no block is swept
+        rig.clock.now += 30
+        d = await rig.engine.evaluate(rig.req(P5.format(i % 10, i)))
+        if d.action == "challenge":
+            first_challenge = (i, d)
+            break
+    assert first_challenge is not None, "codes never verified in a rising range must trip the breaker"
+    i, d = first_challenge
+    assert 20 <= i <= 90
+    assert d.reasons[0].code == "prefix_fillback_low" and d.reasons[0].scope == "prefix"
+    assert "+49 151230xxxxx" in d.reasons[0].message and "verified of" in d.reasons[0].message
+
+
+async def test_the_same_traffic_with_real_users_verifying_passes(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    for i in range(120):
+        rig.clock.now += 30
+        e164 = P5.format(i % 10, i)
+        assert await rig.send(e164) == "allow", i
+        if i % 8:  # 7 in 8 verify, 20 s later (credited at send time)
+            await verify(rig, e164, rig.clock.now)
+
+
+async def test_a_route_outage_is_not_pumping(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    for i in range(120):
+        rig.clock.now += 30
+        e164 = P5.format(i % 10, i)
+        assert await rig.send(e164) == "allow", i
+        if i % 2:  # half the deliveries fail: the carrier says so; the delivered half verify
+            await rig.engine.record_delivery_failed("t1", e164, "", rig.clock.now, rig.clock.now + 5)
+        elif i % 8:
+            await verify(rig, e164, rig.clock.now)
+
+
+async def serve_country(rig: Rig, n: int = 40) -> None:
+    """Some history: real users in Germany, spread over blocks, verifying (the country is served)."""
+    for i in range(n):
+        rig.clock.now += 600
+        e164 = f"+49176{i:03d}{i * 7919 % 100000:05d}"
+        assert await rig.send(e164) == "allow"
+        await verify(rig, e164, rig.clock.now)
+    rig.clock.now += 3600
+
+
+async def test_breakers_lift_after_the_attack_stops(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    await serve_country(rig)
+    for i in range(120):
+        rig.clock.now += 30
+        await rig.send(P5.format(i % 10, i))
+    assert await rig.send(P5.format(3, 9999)) == "challenge"
+    end = rig.clock.now
+    released = None
+    for minute in range(1, 240):
+        rig.clock.now = end + 60 * minute
+        if (
+            await rig.engine.evaluate(rig.req(P5.format(minute % 10, 5000 + minute)), dry_run=True)
+        ).action == "allow":
+            released = minute
+            break
+    assert released is not None and released <= 30, released
+
+
+async def test_a_country_the_tenant_does_not_serve_stays_challenged_while_challenges_fail(make_rig) -> None:  # type: ignore[no-untyped-def]
+    # an adaptive prober pauses between ranges: in a country without real users of this tenant, the
+    # failed challenges (30 min memory) keep new ranges challenged, not only while requests flow
+    rig: Rig = make_rig(policy=ANY)
+    for i in range(120):
+        rig.clock.now += 30
+        await rig.send(P5.format(i % 10, i))
+    rig.clock.now += 15 * 60
+    d = await rig.engine.evaluate(rig.req("+4917612345678"))
+    assert d.action == "challenge" and d.reasons[0].code == "challenges_failing"
+    assert d.reasons[0].scope == "country"
+
+
+async def test_returning_users_are_not_caught_in_a_suspicious_range(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    regular = BLOCK.format(900)
+    assert await rig.send(regular) == "allow"
+    await verify(rig, regular, rig.clock.now)
+    rig.clock.now += 3600
+    for i in range(10):
+        rig.clock.now += 2
+        await rig.send(BLOCK.format(i))
+    assert await rig.send(BLOCK.format(11)) == "challenge"
+    assert await rig.send(regular) == "allow"
+
+
+async def test_a_number_asked_again_and_again_without_verifying(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    victim = "+4915123456789"
+    actions = []
+    for _ in range(8):
+        rig.clock.now += 300
+        d = await rig.engine.evaluate(rig.req(victim))
+        if d.action == "challenge":
+            d = await rig.engine.evaluate(rig.req(victim, passed=True))
+        actions.append((d.action, d.reasons[0].code if d.reasons else ""))
+    assert actions[:3] == [("allow", "")] * 3
+    assert ("block", "number_unverified_repeat") in actions
+    assert actions[-1] == ("block", "number_unverified_repeat")
+
+
+async def test_a_captcha_farm_in_an_attacked_block_is_blocked(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    seen = []
+    for i in range(60):
+        rig.clock.now += 2
+        d = await rig.engine.evaluate(rig.req(BLOCK.format(i)))
+        if d.action == "challenge" and i % 6 == 0:  # the farm solves one challenge in six
+            d = await rig.engine.evaluate(rig.req(BLOCK.format(i), passed=True))
+            seen.append(d.action if d.action == "allow" else d.reasons[0].code)
+    assert seen[:2] == ["allow", "allow"]
+    assert "challenge_farm" in seen and seen[-1] == "challenge_farm"
+
+
+async def test_codes_sent_after_passed_challenges_must_get_verified(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    outcome = []
+    for i in range(80):  # an app that always passes a token, to a block where nobody verifies
+        rig.clock.now += 20
+        d = await rig.engine.evaluate(rig.req(P5.format(i % 10, i), passed=True))
+        outcome.append(d.reasons[0].code if d.reasons else d.action)
+    assert outcome[0] == "allow"
+    assert outcome[-1] == "challenge_not_verifying"
+
+
+async def test_allow_list_block_list_and_lift(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    for i in range(8):
+        rig.clock.now += 3
+        await rig.send(BLOCK.format(i))
+    assert await rig.send(BLOCK.format(20)) == "challenge"
+    # lift the block's range rules for an hour
+    label = await rig.engine.lift("t1", "prefix", "+491512300")
+    assert label == "+491512300"
+    for i in range(21, 30):
+        rig.clock.now += 3
+        assert await rig.send(BLOCK.format(i)) == "allow"
+    rig.clock.now += 3601  # a lift expires: the same sweep is challenged again
+    actions = []
+    for i in range(30, 37):
+        rig.clock.now += 3
+        actions.append(await rig.send(BLOCK.format(i)))
+    assert actions[-1] == "challenge"
+    # allow-list a number (stored as a keyed hash, shown masked)
+    assert await rig.engine.allow("t1", "number", BLOCK.format(40)) == "+49*********40"
+    assert await rig.send(BLOCK.format(40)) == "allow"  # inside the swept block
+    # block-list a country
+    await rig.engine.block("t1", "country", "de")
+    d = await rig.engine.evaluate(rig.req("+4917612345678"))
+    assert d.action == "block" and d.reasons[0].code == "blocklisted" and d.reasons[0].scope == "country"
+    lists = await rig.engine.lists("t1")
+    assert {e["value"] for e in lists["allow"]} == {"+491512300", "+49*********40"}
+    assert [e["value"] for e in lists["block"]] == ["DE"]
+    assert not next(e for e in lists["allow"] if e["value"] == "+491512300")["active"]
+    assert await rig.engine.unlist("t1", "country", "DE")
+    assert await rig.send("+4917612345678") == "allow"
+    assert not await rig.engine.unlist("t1", "country", "DE")
+    with pytest.raises(ValueError, match="prefix"):
+        await rig.engine.allow("t1", "prefix", "4915")
+
+
+async def test_recent_refusals_are_reviewable_and_masked(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    for i in range(7):
+        rig.clock.now += 3
+        await rig.send(BLOCK.format(i))
+    await rig.send("+449012345678")
+    records = await rig.engine.recent_decisions("t1", 10)
+    assert [r.action for r in records] == ["block", "challenge", "challenge"]
+    assert records[0].codes == ("number_type_blocked",) and records[0].number == "+44********78"
+    assert records[1].codes[0] == "range_sweep" and records[1].messages
+    for r in records:
+        assert "5123000" not in r.number and all("5123000" not in m for m in r.messages)
+    assert await rig.engine.recent_decisions("other", 10) == []
+
+
+async def test_monitor_mode_decides_but_always_allows(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=TenantPolicy(allowed_countries=frozenset({"DE"}), limits=(), enforce=False))
+    d = await rig.engine.evaluate(rig.req("+998901234567"))
+    assert d.action == "allow" and d.reasons[0].code == "country_not_permitted"
+    assert rig.engine.stats.decisions["allow"] == 1
+
+
+async def test_settings_tune_the_rules(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(settings=FraudSettings(default_policy=ANY, sweep_distinct=2))
+    for i in range(2):
+        rig.clock.now += 3
+        assert await rig.send(BLOCK.format(i)) == "allow"
+    assert await rig.send(BLOCK.format(2)) == "challenge"
