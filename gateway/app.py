@@ -215,7 +215,9 @@ def create_app(
             ctx.instruments,
             lambda tenant: _one_tenant_settings(ctx, tenant),
         )
+        await ctx.fraud.engine.start()  # loads the Redis script before the first request
         yield
+        await ctx.fraud.engine.close()
         await ctx.st.close()
 
     async def carriers_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -294,6 +296,16 @@ def create_app(
             clock=clock,
         )
         ctx.dispatcher = dispatcher
+
+        async def on_failed(rec: MessageRecord, now: float) -> None:
+            store = ctx.regions.for_id(rec.id)
+            if store is not None:  # tells anti-fraud a route outage apart from pumping
+                e164 = store.keyring.open(rec.phone_enc, "phone").decode()
+                await ctx.fraud.engine.record_delivery_failed(
+                    rec.tenant_id, e164, rec.country, rec.created_at, now
+                )
+
+        dispatcher.on_failed = on_failed
         await ctx.routes.start(dispatcher.on_receipt)
         await ctx.routes.wait_up(3.0)  # give SMPP binds a moment, so the first requests find a route
         await dispatcher.start()

@@ -96,6 +96,9 @@ class Dispatcher:
         self.dlr_url = dlr_url
         self.worker_id = worker_id
         self.on_sent = on_sent
+        self.on_failed: Callable[[MessageRecord, float], Awaitable[None]] | None = (
+            None  # an OTP's receipt said it was not delivered (anti-fraud)
+        )
         self.status_sink = status_sink
         self.clock = clock
         self._queue: asyncio.Queue[str | MessageRecord] = asyncio.Queue()
@@ -401,6 +404,8 @@ class Dispatcher:
         if rec.route:
             self.table.record_receipt(rec.route, rec.country, receipt.status)
         self._emit(rec, status, now, error_code=receipt.error_code)
+        if rec.kind == "otp" and receipt.status is not ReceiptStatus.DELIVERED and self.on_failed is not None:
+            await self.on_failed(rec, now)
 
     def _gc_receipts(self) -> None:
         limit = time.monotonic() - 60
