@@ -69,15 +69,11 @@ def format_tried(tried: frozenset[str], unsafe: frozenset[str]) -> str:
 SentHook = Callable[[MessageRecord, str], Awaitable[None]]
 
 
-# the name the request path and Context know the live route table by (see gateway/routetable.py)
-CarrierRoutes = RouteTable
-
-
 class Dispatcher:
     def __init__(
         self,
         stores: Stores,
-        table: CarrierRoutes,
+        table: RouteTable,
         settings: DispatchSettings,
         instruments: Instruments,
         render: Renderer,
