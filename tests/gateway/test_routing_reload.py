@@ -39,7 +39,7 @@ class Env:
 
 def header(port: int, extra: str = "") -> str:
     dispatch = "[dispatch]\nworkers = 8\nsweep_interval_seconds = 0.2\n"
-    routing = extra or "[routing]\ndrain_seconds = 1.0"
+    routing = extra or "[routing]\ndrain_seconds = 1.0\nexplore_share = 0.0  # the cheapest route, always"
     return f"[server]\nport = {port}\n\n{dispatch}\n{routing}\n\n"
 
 

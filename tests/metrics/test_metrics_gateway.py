@@ -61,10 +61,14 @@ name = "sim-eu"
 carrier = "sim"
 countries = ["DE", "FR"]
 
+[routing]
+explore_share = 0.0  # no exploration: every DE/FR message takes sim-eu
+
 [[routes]]
 name = "sim-world"
 carrier = "sim"
 priority = 200
+price = 0.05  # five times sim-eu's default, so fill-back differences cannot reorder them
 """,
     )
     key = procs.tenant("acme", "send,verify", "ALL")
