@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -12,6 +11,7 @@ from aiohttp import web
 
 from gateway.context import CTX
 from gateway.errors import ApiError
+from gateway.ids import random_hex
 from gateway.logs import request_id
 
 log = logging.getLogger("smsgw.http")
@@ -36,7 +36,7 @@ def error_response(err: ApiError, rid: str) -> web.Response:
 async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request.headers.get("X-Request-Id", "")
     if not rid or len(rid) > 64 or not rid.replace("-", "").isalnum():
-        rid = secrets.token_hex(8)
+        rid = random_hex(8)
     token = request_id.set(rid)
     t0 = time.perf_counter()
     status = 500
