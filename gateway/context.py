@@ -15,7 +15,7 @@ from gateway.routetable import RouteTable
 from gateway.services.fraud import Fraud
 from gateway.services.senderid import SenderIds
 from gateway.state.base import StateBackend
-from gateway.store import SqliteStore
+from gateway.store.base import Store
 from gateway.store.router import Stores
 from metrics.fillback import FillbackStore
 from metrics.instruments import Instruments
@@ -38,7 +38,7 @@ class Context:
 
     # typed accessors: valid once the app has started
     @property
-    def db(self) -> SqliteStore:
+    def db(self) -> Store:
         """The control store: tenants, keys, registrations, audit, and unmapped countries' records."""
         assert self.stores is not None
         return self.stores.control

@@ -26,7 +26,7 @@ from carriers.routing import Message
 from gateway.config import DispatchSettings
 from gateway.privacy.crypto import CryptoError
 from gateway.routetable import RouteTable
-from gateway.store import SqliteStore
+from gateway.store.base import Store
 from gateway.store.records import MessageRecord
 from gateway.store.router import Stores
 from gateway.webhooks import StatusEvent, StatusSink
@@ -308,7 +308,7 @@ class Dispatcher:
         round_over = self.table.choose(facts, tried).route is None
         await self._retry(rec, tried, unsafe, code, reason, round_over=round_over)
 
-    def _store(self, rec: MessageRecord) -> SqliteStore:
+    def _store(self, rec: MessageRecord) -> Store:
         store = self.stores.for_id(rec.id)
         assert store is not None
         return store

@@ -41,9 +41,9 @@ import aiohttp
 from gateway.config import WebhookSettings
 from gateway.privacy.crypto import CryptoError
 from gateway.privacy.mask import mask_phone, scrub
+from gateway.store.base import Webhook
 from gateway.store.records import MessageRecord
 from gateway.store.router import Stores
-from gateway.store.sqlite_webhooks import Webhook
 from metrics.instruments import Instruments
 
 log = logging.getLogger("smsgw.webhooks")

@@ -22,7 +22,7 @@ from gateway.phone import Number, parse_number
 from gateway.privacy import consent as keywords
 from gateway.privacy.mask import mask_phone
 from gateway.privacy.quiet import QuietRule, next_allowed
-from gateway.store import SqliteStore
+from gateway.store.base import Store
 from gateway.store.records import Principal
 
 log = logging.getLogger("smsgw.privacy")
@@ -52,7 +52,7 @@ def _subject(phone: str) -> Number:
         raise ApiError("invalid_number", e.message.replace("'to'", "'phone'")) from None
 
 
-def _stores_for(ctx: Context, num: Number) -> list[tuple[str, SqliteStore]]:
+def _stores_for(ctx: Context, num: Number) -> list[tuple[str, Store]]:
     region, store = ctx.regions.for_country(num.country)
     out = [(region, store)]
     if region:  # copies of local-first countries live in the control store
@@ -204,9 +204,7 @@ async def inbound(ctx: Context, sender_phone: str, to: str, text: str) -> dict[s
     return {"action": action, "tenants": len(tenants)}
 
 
-async def require_marketing_consent(
-    ctx: Context, store: SqliteStore, tenant_id: str, phone_hmac: bytes
-) -> None:
+async def require_marketing_consent(ctx: Context, store: Store, tenant_id: str, phone_hmac: bytes) -> None:
     status = await store.consent_status(tenant_id, phone_hmac)
     if status == "opted_out":
         raise ApiError("no_consent", "This number opted out of marketing from this tenant.")

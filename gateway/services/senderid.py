@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.errors import ApiError
-from gateway.store import SqliteStore
+from gateway.store.base import Store
 from senderid import (
     AuditEntry,
     BrandProfile,
@@ -136,7 +136,7 @@ def profile_from_json(d: dict[str, Any]) -> BrandProfile:
 
 
 class SenderIds:
-    def __init__(self, rules: RuleBook, store: SqliteStore, clock: Callable[[], float]) -> None:
+    def __init__(self, rules: RuleBook, store: Store, clock: Callable[[], float]) -> None:
         self.rules = rules
         self.store = store
         self.clock = clock

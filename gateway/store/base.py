@@ -32,16 +32,12 @@ Plain values cross this interface: the records of ``gateway/store/records.py``, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.privacy.audit import AuditRecord
 from gateway.privacy.crypto import Keyring
 from gateway.store.records import MessageRecord, OtpRecord, Principal, Tenant
-
-# Value types still defined next to their SQLite code; named here so callers import them from the
-# interface. (They hold no SQLite specifics: moving their definitions here changes no caller.)
-from gateway.store.sqlite_privacy import RetentionPolicy
-from gateway.store.sqlite_webhooks import Webhook
 
 __all__ = [
     "AuditRecord",
@@ -64,6 +60,29 @@ __all__ = [
     "Webhook",
     "WebhookStore",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A tenant's status-callback endpoint, its secret opened (only ever held in memory)."""
+
+    tenant_id: str
+    url: str
+    secret: bytes
+    created_at: float
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Seconds each data class is kept (0 = forever)."""
+
+    otps: float
+    message_bodies: float
+    messages: float
+    receipts: float
+    events: float
+    audit: float
+    privacy_requests: float
 
 
 class StoreLifecycle(Protocol):

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from gateway.store import SqliteStore
+from gateway.store.base import Store
 
 CONTROL = ""
 _REGION_IN_ID = re.compile(r"^[a-z]+_([a-z0-9]{1,12})_[0-9a-f]{20}$")
@@ -28,28 +28,28 @@ def region_of_id(obj_id: str) -> str:
 
 @dataclass
 class Stores:
-    control: SqliteStore
-    regions: dict[str, SqliteStore] = field(default_factory=dict)
+    control: Store
+    regions: dict[str, Store] = field(default_factory=dict)
     country_region: Mapping[str, str] = field(default_factory=dict)
     copy_to_control: frozenset[str] = frozenset()
 
     def region_for(self, country: str) -> str:
         return self.country_region.get(country, CONTROL)
 
-    def for_country(self, country: str) -> tuple[str, SqliteStore]:
+    def for_country(self, country: str) -> tuple[str, Store]:
         region = self.region_for(country)
         return region, self.get(region)
 
-    def get(self, region: str) -> SqliteStore:
+    def get(self, region: str) -> Store:
         return self.control if region == CONTROL else self.regions[region]
 
-    def for_id(self, obj_id: str) -> SqliteStore | None:
+    def for_id(self, obj_id: str) -> Store | None:
         region = region_of_id(obj_id)
         if region == CONTROL:
             return self.control
         return self.regions.get(region)
 
-    def all(self) -> Iterator[tuple[str, SqliteStore]]:
+    def all(self) -> Iterator[tuple[str, Store]]:
         yield CONTROL, self.control
         yield from self.regions.items()
 

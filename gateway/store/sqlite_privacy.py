@@ -4,27 +4,17 @@ on SQLite."""
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.privacy.audit import GENESIS, AuditRecord, canonical, record_mac
+from gateway.store.base import RetentionPolicy
 from gateway.store.sqlite import SqliteEngine
 from gateway.store.sqlite_messages import MSG_COLS, OTP_COLS, message_from
 
 PURGE_BATCH = 500
 
 
-@dataclass(frozen=True)
-class RetentionPolicy:
-    """Seconds each data class is kept (0 = forever)."""
-
-    otps: float
-    message_bodies: float
-    messages: float
-    receipts: float
-    events: float
-    audit: float
-    privacy_requests: float
+__all__ = ["PURGE_BATCH", "PrivacyMixin", "RetentionPolicy"]
 
 
 class PrivacyMixin(SqliteEngine):

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from gateway.store.base import Webhook
 from gateway.store.sqlite import SqliteEngine
 
 SECRET_COLUMN = "webhook_secret"
 
-
-@dataclass(frozen=True, slots=True)
-class Webhook:
-    tenant_id: str
-    url: str
-    secret: bytes  # opened: only ever held in memory
-    created_at: float
+__all__ = ["SECRET_COLUMN", "Webhook", "WebhooksMixin"]
 
 
 class WebhooksMixin(SqliteEngine):
