@@ -150,8 +150,9 @@ class TenantStore(Protocol):
 
     async def update_tenant_settings(self, tenant_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Merge ``changes`` into the tenant's settings (other keys kept); returns the result. JSON
-        values only. A PostgreSQL engine should merge in one statement (``settings || $changes``);
-        the SQLite engine reads, then writes."""
+        values only. Concurrent merges never lose each other's keys: a PostgreSQL engine merges in one
+        statement (``settings || $changes``); the SQLite engine reads and writes in one write
+        transaction."""
         ...
 
 
@@ -407,7 +408,8 @@ class SenderIdStore(Protocol):
         updated_at: float,
     ) -> None:
         """Insert, or replace ``data`` and ``updated_at`` of, a registration (upsert on ``reg_id``; the
-        owner and ``created_at`` of an existing one are kept). The last write wins."""
+        owner and ``created_at`` of an existing one are kept). The last write wins. An id that is
+        another tenant's raises the engine's constraint error and changes nothing."""
         ...
 
     async def get_registration(self, tenant_id: str, reg_id: str) -> dict[str, Any] | None:

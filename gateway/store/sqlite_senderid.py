@@ -4,6 +4,7 @@ tenant settings, in the control store."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from gateway.store.sqlite import SqliteEngine
@@ -19,16 +20,18 @@ class SenderIdMixin(SqliteEngine):
         created_at: float,
         updated_at: float,
     ) -> None:
-        await self._write(
+        changed, _ = await self._write(
             [
                 (
                     "INSERT INTO sender_registrations(id, tenant_id, sender, data, created_at, updated_at) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data, "
-                    "updated_at = excluded.updated_at",
+                    "updated_at = excluded.updated_at WHERE tenant_id = excluded.tenant_id",
                     (reg_id, tenant_id, sender, json.dumps(data, sort_keys=True), created_at, updated_at),
                 )
             ]
         )
+        if not changed:  # the id is another tenant's: never overwrite it
+            raise sqlite3.IntegrityError(f"registration {reg_id} belongs to another tenant")
 
     async def get_registration(self, tenant_id: str, reg_id: str) -> dict[str, Any] | None:
         row = await self._read_one(
@@ -114,17 +117,19 @@ class SenderIdMixin(SqliteEngine):
         return {str(r[0]): dict(json.loads(r[1])) for r in rows}
 
     async def update_tenant_settings(self, tenant_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        current = (await self.tenant_settings(tenant_id)).get(tenant_id, {})
-        current.update(changes)
-        await self._write(
-            [
-                (
-                    "UPDATE tenants SET settings = ? WHERE id = ?",
-                    (json.dumps(current, sort_keys=True), tenant_id),
-                )
-            ]
-        )
-        return current
+        """Read and write in the writer's one transaction (BEGIN IMMEDIATE holds SQLite's write lock),
+        so concurrent merges from any process never lose each other's keys."""
+
+        def merge(db: sqlite3.Connection) -> dict[str, Any]:
+            row = db.execute("SELECT settings FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
+            current: dict[str, Any] = dict(json.loads(row[0])) if row is not None else {}
+            current.update(changes)
+            merged = json.dumps(current, sort_keys=True)
+            db.execute("UPDATE tenants SET settings = ? WHERE id = ?", (merged, tenant_id))
+            return current
+
+        merged: dict[str, Any] = await self.writer.run_fn(merge)
+        return merged
 
     async def senderid_version(self) -> tuple[float, float, int]:
         """Changes anywhere in registrations, brand profiles or tenant settings change this value."""

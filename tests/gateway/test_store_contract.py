@@ -347,6 +347,21 @@ async def test_of_concurrent_verifications_exactly_one_finishes_the_otp(store: S
 
 
 # --------------------------------------------------------------------------------------------- tenants
+async def test_concurrent_settings_merges_keep_every_key(store: Store) -> None:
+    await tenant(store, "t1", b"k1" * 16)
+    await asyncio.gather(*(store.update_tenant_settings("t1", {f"k{i}": i}) for i in range(12)))
+    assert await store.tenant_settings("t1") == {"t1": {f"k{i}": i for i in range(12)}}
+
+
+async def test_a_registration_id_of_another_tenant_is_never_overwritten(opened: Opened) -> None:
+    store = opened.store
+    await store.save_registration("reg_x", "t1", "ACME", {"id": "reg_x", "state": "draft"}, T0, T0)
+    with pytest.raises(opened.engine.constraint_error):
+        await store.save_registration("reg_x", "t2", "EVIL", {"id": "reg_x", "state": "approved"}, T0, T0 + 1)
+    assert await store.get_registration("t1", "reg_x") == {"id": "reg_x", "state": "draft"}
+    assert await store.get_registration("t2", "reg_x") is None
+
+
 async def test_tenants_keys_and_settings(opened: Opened) -> None:
     store = opened.store
     await tenant(store, "t1", b"k1" * 16, frozenset({"send", "verify"}))
