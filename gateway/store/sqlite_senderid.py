@@ -128,6 +128,7 @@ class SenderIdMixin(SqliteEngine):
             db.execute("UPDATE tenants SET settings = ? WHERE id = ?", (merged, tenant_id))
             return current
 
+        assert self.writer is not None, "store is not open"
         merged: dict[str, Any] = await self.writer.run_fn(merge)
         return merged
 
