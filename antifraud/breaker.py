@@ -93,10 +93,15 @@ def _long_fill(r: RangeView) -> str:
 
 
 def number_rules(ev: Evidence, s: FraudSettings) -> Finding | None:
-    unverified = ev.number_unverified
+    return number_finding(ev.number_sent, ev.number_verified, ev.number_history, s)
+
+
+def number_finding(sent: float, verified: float, history: float, s: FraudSettings) -> Finding | None:
+    """The number's own evidence (its counters: codes sent today, verified today, verified ever)."""
+    unverified = max(sent - verified, 0.0)
     if unverified >= s.unverified_repeat_block:
         return Finding("number_unverified_repeat", "block", "number", f"{unverified:.0f} codes today")
-    if unverified >= s.unverified_repeat_challenge and ev.number_history < 0.5:
+    if unverified >= s.unverified_repeat_challenge and history < 0.5:
         return Finding("number_unverified_repeat", "challenge", "number", f"{unverified:.0f} codes today")
     return None
 

@@ -27,12 +27,12 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from antifraud import keys as K
-from antifraud.breaker import Finding, escalation, number_rules, range_rules
+from antifraud.breaker import Finding, escalation, number_finding, range_rules
 from antifraud.decision import (
     Decision,
     DecisionRecord,
@@ -47,6 +47,7 @@ from antifraud.features import (
     IP,
     NUMBER,
     RANGE,
+    RANGE_FIELDS_BASE,
     TENANT,
     Evidence,
     RangeView,
@@ -77,6 +78,8 @@ log = logging.getLogger("smsgw.antifraud")
 ListKind = Literal["number", "prefix", "country"]
 
 _DAY = 86400.0
+_LONG_SENT = RANGE_FIELDS_BASE.index(K.LONG_SENT)  # positions in a range record
+_LONG_VERIFIED = RANGE_FIELDS_BASE.index(K.LONG_VERIFIED)
 _ENTITY_TTL = 14 * _DAY
 _IP_TTL = 2 * _DAY
 
@@ -208,14 +211,20 @@ class FraudEngine:
                 limited = _replace_shared(limited)
             return self._finish(req, info, policy, limited, None, None, dry_run, snap.shared)
 
-        ev = self._evidence(req, info, country, snap, weight)
-        self._remember_weight(req.tenant_id, country, ev.t_cc)
-        decision = self._decide(req, info, country, policy, layout, snap, ev)
+        self._remember_weight(req.tenant_id, country, snap.reads[1])
+        decision = self._decide(req, info, country, policy, layout, snap, weight)
         if not snap.shared:
             decision = _replace_shared(decision)
         return self._finish(req, info, policy, decision, plan, weight, dry_run, snap.shared)
 
     def _static(self, info: NumberInfo, country: str, policy: TenantPolicy) -> Decision | None:
+        if (
+            info.valid
+            and not info.nongeographic
+            and policy.number_types.get(info.kind, "score") != "block"
+            and is_permitted(policy.allowed_countries, country)
+        ):
+            return None  # the common case, without building the messages below
         masked = mask_e164(info.e164, info.country_code or None)
         if not info.valid:
             reason = Reason("number_invalid", f"{masked} is not a valid number for its country", "number")
@@ -397,7 +406,7 @@ class FraudEngine:
         return Decision("rate_limited", tuple(reasons), retry_after=worst, score=0.0)
 
     def _evidence(
-        self, req: FraudRequest, info: NumberInfo, country: str, snap: Snapshot, weight: float
+        self, req: FraudRequest, info: NumberInfo, country: str, snap: Snapshot, weight: float, hour: float
     ) -> Evidence:
         s = self.settings
         rows = snap.reads
@@ -435,7 +444,7 @@ class FraudEngine:
             ip_verified=iv,
             ip_countries=ip_countries,
             sweep=sweep_of(snap.lists[0], info.suffix4, req.now, s.sweep_window),
-            local_hour=self._local.hour(info.zone, req.now),
+            local_hour=hour,
             risk=cinfo.risk,
             price=cinfo.price_usd,
             info=info,
@@ -448,10 +457,11 @@ class FraudEngine:
         w = self._weights.get((tenant_id, country))
         return w if w is not None else country_info(country).fillback
 
-    def _remember_weight(self, tenant_id: str, country: str, t_cc: RangeView) -> None:
+    def _remember_weight(self, tenant_id: str, country: str, t_cc: Sequence[float]) -> None:
+        """Learn the tenant's verify rate in the country from its counters (the row of ``t_cc``)."""
         prior = country_info(country).fillback
         m = self.settings.tenant_prior_strength
-        p = (t_cc.long_verified + m * prior) / (t_cc.long_sent + m)
+        p = (t_cc[_LONG_VERIFIED] + m * prior) / (t_cc[_LONG_SENT] + m)
         if len(self._weights) > 200_000:
             self._weights.clear()
         # rounded: a per-mille is precision enough, and the send deltas can be reused
@@ -465,9 +475,11 @@ class FraudEngine:
         policy: TenantPolicy,
         lay: _Layout,
         snap: Snapshot,
-        ev: Evidence,
+        weight: float,
     ) -> Decision:
         now = req.now
+        # always: LocalClock caches per hour, so skipping it for some requests could change its answers
+        hour = self._local.hour(info.zone, now)
         allow_flags, block_flags = snap.flags
         for kind, value in zip(_LIST_KINDS, block_flags, strict=True):
             if _active(value, now):
@@ -478,12 +490,15 @@ class FraudEngine:
             if _active(value, now):
                 return Decision("allow", score=0.0)
 
-        found = number_rules(ev, self.settings)
+        # the number's own evidence first: the ranges are only looked at when it does not decide
+        ns, nv, nh = snap.reads[7]
+        found = number_finding(ns, nv, nh, self.settings)
         if found is not None and found.action == "block":
             return Decision("block", (self._reason(found, info, country),), score=1.0)
-        if ev.number_history >= 0.5:  # returning user: verified before for this tenant
+        if nh >= 0.5:  # returning user: verified before for this tenant
             return Decision("allow", score=0.0)
 
+        ev = self._evidence(req, info, country, snap, weight, hour)
         if req.challenge_passed:
             esc = escalation(ev, self.settings)
             if esc is not None:

@@ -28,6 +28,10 @@ current one, ``estimate = prev·(1-frac) + cur``; a request passes when ``estima
 two slots (bucket parity), each holding ``bucket·2²⁰ + count``: no stale fields to clean up.
 
 The Lua script ``lua/check.lua`` implements exactly these semantics; ``limits_memory`` does in Python.
+
+The operations are plain slotted dataclasses, not frozen ones: a check builds a few dozen of them and
+a frozen dataclass costs 3–4× as much to create. Treat them as values all the same (nothing here or
+in the backends changes one after it is built).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HashAdd:
     """Add ``deltas`` (position, amount) to the decayed record ``key`` of layout ``schema``, for an
     event at time ``at``."""
@@ -49,7 +53,7 @@ class HashAdd:
     ttl: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LimitSpec:
     """The limits of one scope value: ``windows`` = ((window seconds, limit), ...)."""
 
@@ -58,14 +62,14 @@ class LimitSpec:
     ttl: float  # refreshed when counted: twice the longest window
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LimitUndo:
     key: str
     windows: tuple[int, ...]
     at: float  # the time the count was made: its buckets are decremented if they still exist
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ListPush:
     key: str
     value: str
@@ -73,13 +77,13 @@ class ListPush:
     ttl: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HashRead:
     key: str
     schema: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FlagRead:
     """Plain (non-decayed) hash fields, e.g. allow-list entries; missing fields read as ''."""
 
@@ -87,7 +91,7 @@ class FlagRead:
     fields: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settle:
     adds: tuple[HashAdd, ...] = ()
     undos: tuple[LimitUndo, ...] = ()
@@ -97,7 +101,7 @@ class Settle:
         return bool(self.adds or self.undos or self.logs)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
     now: float
     schemas: tuple[tuple[float, ...], ...]  # per record layout, the τ of each position
@@ -110,7 +114,7 @@ class Plan:
     pushes: tuple[ListPush, ...] = ()  # onto short recent lists (≤ a few dozen entries)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LimitHit:
     index: int  # into Plan.limits
     window: int  # seconds
@@ -118,7 +122,7 @@ class LimitHit:
     retry_after: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Snapshot:
     """What one round trip saw, before this request was counted."""
 

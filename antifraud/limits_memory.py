@@ -50,8 +50,7 @@ class MemoryFraudBackend:
         self.stats = BackendStats()
         self._h: dict[str, array[float]] = {}  # decayed records
         self._s: dict[str, dict[str, str]] = {}  # plain hashes (allow/block lists)
-        self._lim: dict[str, int] = {}  # "<key>|<window>|<bucket % 2>" -> bucket * 2**20 + count
-        self._limkeys: dict[str, tuple[str, ...]] = {}  # limit key -> its fields
+        self._lim: dict[str, dict[int, int]] = {}  # limit key -> {window·2 + bucket % 2: bucket·2²⁰ + count}
         self._l: dict[str, tuple[str, ...]] = {}  # lists, newest first
         self._exp: dict[str, float] = {}
         self._wheel: dict[int, set[str]] = {}
@@ -60,6 +59,10 @@ class MemoryFraudBackend:
         self._deferred: tuple[HashAdd, ...] = ()
         self._deferred_at: tuple[float, tuple[tuple[float, ...], ...]] | None = None
         self._groups_for: tuple[tuple[tuple[float, ...], ...], tuple[_Groups, ...]] | None = None
+        # exp(-dt/τ) of every position of a layout, per (layout, dt): the held-back writes of one
+        # check all share one dt, so the exponentials are computed once per check, not per record
+        self._factors: dict[tuple[int, float], tuple[float, ...]] = {}
+        self._sizes: tuple[int, ...] = ()
 
     # ---- expiry ----------------------------------------------------------------------------------
 
@@ -77,8 +80,7 @@ class MemoryFraudBackend:
         self._s.pop(key, None)
         self._l.pop(key, None)
         self._exp.pop(key, None)
-        for f in self._limkeys.pop(key, ()):
-            self._lim.pop(f, None)
+        self._lim.pop(key, None)
 
     def _purge(self, now: float) -> None:
         slot = int(now // _WHEEL)
@@ -112,7 +114,7 @@ class MemoryFraudBackend:
         """Every live key (tests assert what is left behind)."""
         if self._deferred_at is not None:
             self._apply_pending(*self._deferred_at)
-        return set(self._h) | set(self._s) | set(self._limkeys) | set(self._l)
+        return set(self._h) | set(self._s) | set(self._lim) | set(self._l)
 
     # ---- the operations ----------------------------------------------------------------------------
 
@@ -120,7 +122,25 @@ class MemoryFraudBackend:
         cached = self._groups_for
         if cached is None or cached[0] is not schemas:
             cached = self._groups_for = (schemas, _groups(schemas))
+            self._sizes = tuple(len(taus) for taus in schemas)
+            self._factors.clear()
         return cached[1]
+
+    def _factor(self, schema: int, dt: float, groups: _Groups, size: int) -> tuple[float, ...]:
+        """``exp(-dt/τ)`` for every position of a layout (one ``exp`` per distinct τ), cached: the
+        same floats the per-position formula gives, so the arithmetic is unchanged."""
+        got = self._factors.get((schema, dt))
+        if got is None:
+            if len(self._factors) > 1024:
+                self._factors.clear()
+            out = [1.0] * size
+            exp = math.exp
+            for tau, ix in groups:
+                f = exp(-dt / tau)
+                for i in ix:
+                    out[i - 1] = f
+            got = self._factors[(schema, dt)] = tuple(out)
+        return got
 
     def _load(self, key: str, size: int, now: float, groups: _Groups, create: bool) -> array[float]:
         """The live record, decayed in place to ``now`` (re-stamped max(now, t): the same values a
@@ -151,38 +171,65 @@ class MemoryFraudBackend:
 
     def _add(
         self,
-        op: HashAdd,
+        key: str,
+        schema: int,
+        deltas: tuple[tuple[int, float], ...],
+        when: float,
+        ttl: float,
         now: float,
-        schemas: tuple[tuple[float, ...], ...],
         groups: tuple[_Groups, ...],
     ) -> None:
-        taus = schemas[op.schema]
-        st = self._load(op.key, len(taus), now, groups[op.schema], True)
-        age = st[0] - op.at
-        if age > 0:
-            exp = math.exp
-            for pos, d in op.deltas:
-                st[pos + 1] += d * exp(-age / taus[pos])
+        """A :class:`HashAdd`: ``_load`` then the deltas, with the decay factors shared by every
+        write of one check."""
+        size = self._sizes[schema]
+        h = self._h
+        exps = self._exp
+        st = h.get(key)
+        if st is not None:
+            at = exps.get(key)
+            if at is not None and at <= now:
+                self._drop(key)
+                st = None
+        if st is None:
+            st = h[key] = array("d", bytes(8 * (size + 1)))
+            st[0] = now
         else:
-            for pos, d in op.deltas:
+            if len(st) <= size:
+                st.extend([0.0] * (size + 1 - len(st)))
+            dt = now - st[0]
+            if dt > 0:
+                i = 1
+                for f in self._factor(schema, dt, groups[schema], size):
+                    st[i] *= f
+                    i += 1
+                st[0] = now
+        age = st[0] - when
+        if age > 0:
+            fs = self._factor(schema, age, groups[schema], size)
+            for pos, d in deltas:
+                st[pos + 1] += d * fs[pos]
+        else:
+            for pos, d in deltas:
                 st[pos + 1] += d
         # expiry moves by whole wheel slots only (see _expire), checked inline: this runs ~10× a check
-        at = now + op.ttl
-        old = self._exp.get(op.key)
+        at = now + ttl
+        old = exps.get(key)
         if old is None or not 0.0 <= at - old < _WHEEL:
-            self._exp[op.key] = at
-            self._wheel.setdefault(int(at // _WHEEL), set()).add(op.key)
+            exps[key] = at
+            self._wheel.setdefault(int(at // _WHEEL), set()).add(key)
 
     def _undo(self, op: LimitUndo, now: float) -> None:
         if not self._get(op.key, now):
             return
-        lim = self._lim
+        slots = self._lim.get(op.key)
+        if slots is None:
+            return
         for window in op.windows:
             b = math.floor(op.at / window)
-            f = f"{op.key}|{window}|{b % 2}"
-            v = lim.get(f)
+            f = 2 * window + b % 2
+            v = slots.get(f)
             if v is not None and v // _SHIFT == b and v % _SHIFT > 0:
-                lim[f] = v - 1
+                slots[f] = v - 1
 
     def _push(self, op: ListPush, now: float) -> None:
         old = self._l.get(op.key, ()) if self._get(op.key, now) else ()
@@ -206,9 +253,10 @@ class MemoryFraudBackend:
             return
         pending, self._pending = self._pending, []
         groups = self._groups(schemas)
+        add = self._add
         if deferred and not pending:
             for w in deferred:
-                self._add(w, now, schemas, groups)
+                add(w.key, w.schema, w.deltas, w.at, w.ttl, now, groups)
             return
         if deferred:
             merged: dict[tuple[str, float], dict[int, float]] = {}
@@ -230,13 +278,13 @@ class MemoryFraudBackend:
                     continue
                 acc = merged.pop((w.key, w.at))
                 deltas = tuple([pd for pd in acc.items() if pd[1] != 0.0])
-                self._add(HashAdd(w.key, w.schema, deltas, w.at, w.ttl), now, schemas, groups)
+                add(w.key, w.schema, deltas, w.at, w.ttl, now, groups)
             for a in rest:
-                self._add(a, now, schemas, groups)
+                add(a.key, a.schema, a.deltas, a.at, a.ttl, now, groups)
         else:
             for ops in pending:
                 for a in ops.adds:
-                    self._add(a, now, schemas, groups)
+                    add(a.key, a.schema, a.deltas, a.at, a.ttl, now, groups)
         for ops in pending:
             for u in ops.undos:
                 self._undo(u, now)
@@ -262,16 +310,18 @@ class MemoryFraudBackend:
         lim = self._lim
         floor = math.floor
         for i, spec in enumerate(plan.limits):
-            live = spec.key in self._limkeys and self._get(spec.key, now)
+            slots = lim.get(spec.key)
+            if slots is not None and not self._get(spec.key, now):
+                slots = None
             for window, limit in spec.windows:
-                if not live and limit >= 1:
+                if slots is None and limit >= 1:
                     continue
                 b = floor(now / window)
                 cur = prev = 0.0
-                if live:
-                    v = lim.get(f"{spec.key}|{window}|{b % 2}", 0)
+                if slots is not None:
+                    v = slots.get(2 * window + b % 2, 0)
                     cur = float(v % _SHIFT) if v // _SHIFT == b else 0.0
-                    v = lim.get(f"{spec.key}|{window}|{(b - 1) % 2}", 0)
+                    v = slots.get(2 * window + (b - 1) % 2, 0)
                     prev = float(v % _SHIFT) if v // _SHIFT == b - 1 else 0.0
                 frac = (now - b * window) / window
                 if prev * (1.0 - frac) + cur + 1 > limit:
@@ -300,14 +350,14 @@ class MemoryFraudBackend:
             for p in plan.pushes:
                 self._push(p, now)
             for spec in plan.limits:
-                fields: list[str] = []
+                slots = lim.get(spec.key)
+                if slots is None:
+                    slots = lim[spec.key] = {}
                 for window, _ in spec.windows:
                     b = floor(now / window)
-                    f = f"{spec.key}|{window}|{b % 2}"
-                    v = lim.get(f, 0)
-                    lim[f] = v + 1 if v // _SHIFT == b else b * _SHIFT + 1
-                    fields += (f, f"{spec.key}|{window}|{(b + 1) % 2}")
-                self._limkeys[spec.key] = tuple(fields)
+                    f = 2 * window + b % 2
+                    v = slots.get(f, 0)
+                    slots[f] = v + 1 if v // _SHIFT == b else b * _SHIFT + 1
                 self._expire(spec.key, now + spec.ttl)
         return Snapshot(
             reads=tuple(reads), lists=tuple(lists), flags=tuple(flags), counted=plan.count, shared=True
