@@ -14,7 +14,10 @@ collector has to traverse (a full collection over a million Python lists takes ~
 from __future__ import annotations
 
 import math
+import struct
 from array import array
+from collections.abc import Callable, Sequence
+from operator import itemgetter, mul
 
 from antifraud.limits import (
     BackendStats,
@@ -30,19 +33,40 @@ from antifraud.limits import (
 
 _WHEEL = 60.0
 _SHIFT = 1 << 20  # a window slot holds bucket * _SHIFT + count (see limits.py)
-_Groups = tuple[tuple[float, tuple[int, ...]], ...]
 Record = array  # array('d'): [t, v0, v1, ...]
 
 
-def _groups(schemas: tuple[tuple[float, ...], ...]) -> tuple[_Groups, ...]:
-    """Per schema, positions grouped by τ (record index = position + 1), so one exp per τ."""
-    out = []
-    for taus in schemas:
-        by: dict[float, list[int]] = {}
-        for pos, tau in enumerate(taus):
-            by.setdefault(tau, []).append(pos + 1)
-        out.append(tuple((tau, tuple(ix)) for tau, ix in by.items()))
-    return tuple(out)
+class _Layout:
+    """One record layout's decay arithmetic: positions grouped by τ (one ``exp`` per distinct τ),
+    spread back to every position with one C-level gather, records re-packed with one ``struct``
+    call. Each product is the same IEEE multiplication the per-position loop does."""
+
+    __slots__ = ("expand", "pack", "size", "taus", "width", "zero_row", "zeros")
+
+    def __init__(self, taus: tuple[float, ...]) -> None:
+        distinct = tuple(dict.fromkeys(taus))
+        self.taus = distinct
+        index = tuple(distinct.index(t) for t in taus)
+        self.expand: Callable[[Sequence[float]], tuple[float, ...]] = (
+            itemgetter(*index) if len(index) > 1 else (lambda g: tuple(g[i] for i in index))
+        )
+        self.size = len(taus)
+        self.width = self.size + 1
+        self.pack = struct.Struct(f"<{self.width}d").pack_into
+        self.zeros = bytes(8 * self.width)
+        self.zero_row = (0.0,) * self.size
+
+    def factors(self, dt: float) -> tuple[float, ...]:
+        exp = math.exp
+        return self.expand([exp(-dt / tau) for tau in self.taus])
+
+
+def _fit(st: array[float], lay: _Layout) -> None:
+    """A record stored under an older layout: pad (or cut) it to this one."""
+    if len(st) < lay.width:
+        st.extend([0.0] * (lay.width - len(st)))
+    else:
+        del st[lay.width :]
 
 
 class MemoryFraudBackend:
@@ -58,11 +82,10 @@ class MemoryFraudBackend:
         self._pending: list[Settle] = []
         self._deferred: tuple[HashAdd, ...] = ()
         self._deferred_at: tuple[float, tuple[tuple[float, ...], ...]] | None = None
-        self._groups_for: tuple[tuple[tuple[float, ...], ...], tuple[_Groups, ...]] | None = None
+        self._layouts_for: tuple[tuple[tuple[float, ...], ...], tuple[_Layout, ...]] | None = None
         # exp(-dt/τ) of every position of a layout, per (layout, dt): the held-back writes of one
         # check all share one dt, so the exponentials are computed once per check, not per record
-        self._factors: dict[tuple[int, float], tuple[float, ...]] = {}
-        self._sizes: tuple[int, ...] = ()
+        self._factors: dict[tuple[_Layout, float], tuple[float, ...]] = {}
 
     # ---- expiry ----------------------------------------------------------------------------------
 
@@ -118,31 +141,24 @@ class MemoryFraudBackend:
 
     # ---- the operations ----------------------------------------------------------------------------
 
-    def _groups(self, schemas: tuple[tuple[float, ...], ...]) -> tuple[_Groups, ...]:
-        cached = self._groups_for
+    def _layouts(self, schemas: tuple[tuple[float, ...], ...]) -> tuple[_Layout, ...]:
+        cached = self._layouts_for
         if cached is None or cached[0] is not schemas:
-            cached = self._groups_for = (schemas, _groups(schemas))
-            self._sizes = tuple(len(taus) for taus in schemas)
+            cached = self._layouts_for = (schemas, tuple(_Layout(taus) for taus in schemas))
             self._factors.clear()
         return cached[1]
 
-    def _factor(self, schema: int, dt: float, groups: _Groups, size: int) -> tuple[float, ...]:
-        """``exp(-dt/τ)`` for every position of a layout (one ``exp`` per distinct τ), cached: the
-        same floats the per-position formula gives, so the arithmetic is unchanged."""
-        got = self._factors.get((schema, dt))
+    def _factor(self, lay: _Layout, dt: float) -> tuple[float, ...]:
+        """``exp(-dt/τ)`` for every position of a layout, cached per (layout, dt): the held-back
+        writes of one check share one dt. The same floats as the per-position formula."""
+        got = self._factors.get((lay, dt))
         if got is None:
             if len(self._factors) > 1024:
                 self._factors.clear()
-            out = [1.0] * size
-            exp = math.exp
-            for tau, ix in groups:
-                f = exp(-dt / tau)
-                for i in ix:
-                    out[i - 1] = f
-            got = self._factors[(schema, dt)] = tuple(out)
+            got = self._factors[(lay, dt)] = lay.factors(dt)
         return got
 
-    def _load(self, key: str, size: int, now: float, groups: _Groups, create: bool) -> array[float]:
+    def _load(self, key: str, now: float, lay: _Layout, create: bool) -> array[float]:
         """The live record, decayed in place to ``now`` (re-stamped max(now, t): the same values a
         reader computes); zeros if missing, stored only when ``create`` (dry runs leave no keys)."""
         st = self._h.get(key)
@@ -152,22 +168,38 @@ class MemoryFraudBackend:
                 self._drop(key)
                 st = None
         if st is None:
-            st = array("d", bytes(8 * (size + 1)))
+            st = array("d", lay.zeros)
             st[0] = now
             if create:
                 self._h[key] = st
             return st
-        if len(st) <= size:
-            st.extend([0.0] * (size + 1 - len(st)))
+        if len(st) != lay.width:
+            _fit(st, lay)
         dt = now - st[0]
         if dt > 0:
-            exp = math.exp
-            for tau, ix in groups:
-                f = exp(-dt / tau)
-                for i in ix:
-                    st[i] *= f
-            st[0] = now
+            fs = self._factors.get((lay, dt))
+            lay.pack(st, 0, now, *map(mul, st[1:], fs if fs is not None else lay.factors(dt)))
         return st
+
+    def _read(self, key: str, now: float, lay: _Layout) -> tuple[float, ...]:
+        """What ``_load`` leaves in the record (decayed to ``now``), as the snapshot's tuple."""
+        st = self._h.get(key)
+        if st is not None:
+            at = self._exp.get(key)
+            if at is not None and at <= now:
+                self._drop(key)
+                st = None
+        if st is None:
+            return lay.zero_row
+        if len(st) != lay.width:
+            _fit(st, lay)
+        dt = now - st[0]
+        if dt <= 0:
+            return tuple(st[1:])
+        fs = self._factors.get((lay, dt))
+        row = tuple(map(mul, st[1:], fs if fs is not None else lay.factors(dt)))
+        lay.pack(st, 0, now, *row)
+        return row
 
     def _add(
         self,
@@ -177,35 +209,15 @@ class MemoryFraudBackend:
         when: float,
         ttl: float,
         now: float,
-        groups: tuple[_Groups, ...],
+        layouts: tuple[_Layout, ...],
     ) -> None:
         """A :class:`HashAdd`: ``_load`` then the deltas, with the decay factors shared by every
         write of one check."""
-        size = self._sizes[schema]
-        h = self._h
-        exps = self._exp
-        st = h.get(key)
-        if st is not None:
-            at = exps.get(key)
-            if at is not None and at <= now:
-                self._drop(key)
-                st = None
-        if st is None:
-            st = h[key] = array("d", bytes(8 * (size + 1)))
-            st[0] = now
-        else:
-            if len(st) <= size:
-                st.extend([0.0] * (size + 1 - len(st)))
-            dt = now - st[0]
-            if dt > 0:
-                i = 1
-                for f in self._factor(schema, dt, groups[schema], size):
-                    st[i] *= f
-                    i += 1
-                st[0] = now
+        lay = layouts[schema]
+        st = self._load(key, now, lay, True)
         age = st[0] - when
         if age > 0:
-            fs = self._factor(schema, age, groups[schema], size)
+            fs = self._factor(lay, age)
             for pos, d in deltas:
                 st[pos + 1] += d * fs[pos]
         else:
@@ -213,6 +225,7 @@ class MemoryFraudBackend:
                 st[pos + 1] += d
         # expiry moves by whole wheel slots only (see _expire), checked inline: this runs ~10× a check
         at = now + ttl
+        exps = self._exp
         old = exps.get(key)
         if old is None or not 0.0 <= at - old < _WHEEL:
             exps[key] = at
@@ -252,11 +265,11 @@ class MemoryFraudBackend:
         if not self._pending and not deferred:
             return
         pending, self._pending = self._pending, []
-        groups = self._groups(schemas)
+        layouts = self._layouts(schemas)
         add = self._add
         if deferred and not pending:
             for w in deferred:
-                add(w.key, w.schema, w.deltas, w.at, w.ttl, now, groups)
+                add(w.key, w.schema, w.deltas, w.at, w.ttl, now, layouts)
             return
         if deferred:
             merged: dict[tuple[str, float], dict[int, float]] = {}
@@ -278,13 +291,13 @@ class MemoryFraudBackend:
                     continue
                 acc = merged.pop((w.key, w.at))
                 deltas = tuple([pd for pd in acc.items() if pd[1] != 0.0])
-                add(w.key, w.schema, deltas, w.at, w.ttl, now, groups)
+                add(w.key, w.schema, deltas, w.at, w.ttl, now, layouts)
             for a in rest:
-                add(a.key, a.schema, a.deltas, a.at, a.ttl, now, groups)
+                add(a.key, a.schema, a.deltas, a.at, a.ttl, now, layouts)
         else:
             for ops in pending:
                 for a in ops.adds:
-                    add(a.key, a.schema, a.deltas, a.at, a.ttl, now, groups)
+                    add(a.key, a.schema, a.deltas, a.at, a.ttl, now, layouts)
         for ops in pending:
             for u in ops.undos:
                 self._undo(u, now)
@@ -329,12 +342,9 @@ class MemoryFraudBackend:
         if hits:
             return Snapshot(hits=tuple(hits))
 
-        groups = self._groups(schemas)
-        reads = []
-        for r in plan.reads:
-            size = len(schemas[r.schema])
-            st = self._load(r.key, size, now, groups[r.schema], False)
-            reads.append(tuple(st[1 : size + 1]))
+        layouts = self._layouts(schemas)
+        read = self._read
+        reads = [read(r.key, now, layouts[r.schema]) for r in plan.reads]
         lists = []
         for key, n in plan.lists:
             got = self._l.get(key) if self._get(key, now) else None
