@@ -18,6 +18,17 @@ from tests.conftest import free_port, wait_port
 MASTER_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
 
+def sim_config(port: int, sim_port: int, *, sections: str = "", carrier: str = "", extra: str = "") -> str:
+    """A gateway config with one HTTP carrier "sim" (the sim-carrier on ``sim_port``) and one route
+    "sim-default" to it. ``sections`` go before the carrier (e.g. ``[dispatch]``), ``carrier`` lines
+    into its table, ``extra`` after the route (more tables)."""
+    return (
+        f"[server]\nport = {port}\n\n{sections}\n"
+        f'[[carriers]]\nname = "sim"\ntype = "http"\nurl = "http://127.0.0.1:{sim_port}/messages"\n{carrier}\n'
+        f'[[routes]]\nname = "sim-default"\ncarrier = "sim"\n{extra}\n'
+    )
+
+
 @dataclass
 class Procs:
     workdir: Path

@@ -26,7 +26,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect,
 from gateway.api.console import short_label, vocabulary
 from senderid import DOCUMENT_LABELS, FROM_REQUEST, load_rules
 from tests.conftest import free_port
-from tests.e2e.procs import Procs
+from tests.e2e.procs import Procs, sim_config
 
 RULES = load_rules({})
 CHROMIUM = "/usr/bin/chromium"
@@ -45,22 +45,6 @@ QA_NUMBER = "+97433123456"  # Qatar: registration required, not in the request
 # what AE asks to be uploaded (the sender ID itself comes with the request)
 UPLOADS_AE = RULES.countries["AE"].required_documents - FROM_REQUEST
 PAGES = ("signin", "countries", "new-request", "status", "review")
-
-
-def gateway_config(port: int, sim_port: int) -> str:
-    return f"""
-[server]
-port = {port}
-
-[[carriers]]
-name = "sim"
-type = "http"
-url = "http://127.0.0.1:{sim_port}/messages"
-
-[[routes]]
-name = "sim-default"
-carrier = "sim"
-"""
 
 
 def tiny_pdf(text: str) -> bytes:
@@ -383,7 +367,7 @@ def test_console_registers_a_sender_that_then_sends_only_where_approved(
     sim_port = procs.sim_carrier()
     port = free_port()
     keys = make_keys(procs)
-    procs.gateway(port, gateway_config(port, sim_port))
+    procs.gateway(port, sim_config(port, sim_port))
     base = f"http://127.0.0.1:{port}"
     check_console_files(base)
 

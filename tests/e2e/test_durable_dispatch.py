@@ -10,7 +10,7 @@ from urllib.parse import quote
 import aiohttp
 
 from tests.conftest import free_port
-from tests.e2e.procs import Procs, get_json, spread, wait_until
+from tests.e2e.procs import Procs, get_json, sim_config, spread, wait_until
 
 
 async def _send_all(base: str, key: str, numbers: list[str]) -> list[str]:
@@ -27,24 +27,8 @@ def test_sigkill_between_acceptance_and_dispatch_loses_nothing_and_duplicates_no
     sim_port = procs.sim_carrier("--latency-ms", "100")
     sim = f"http://127.0.0.1:{sim_port}"
     port = free_port()
-    config = f"""
-[server]
-port = {port}
-
-[dispatch]
-workers = 2
-claim_lease_seconds = 1.0
-sweep_interval_seconds = 0.2
-
-[[carriers]]
-name = "sim"
-type = "http"
-url = "{sim}/messages"
-
-[[routes]]
-name = "sim-default"
-carrier = "sim"
-"""
+    dispatch = "[dispatch]\nworkers = 2\nclaim_lease_seconds = 1.0\nsweep_interval_seconds = 0.2\n"
+    config = sim_config(port, sim_port, sections=dispatch)
     gw = procs.gateway(port, config)
     key = procs.tenant()
     numbers = [spread(n) for n in range(80)]

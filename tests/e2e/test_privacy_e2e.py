@@ -12,25 +12,11 @@ from urllib.parse import quote
 import aiohttp
 
 from tests.conftest import free_port
-from tests.e2e.procs import Procs, get_json, spread, wait_until
+from tests.e2e.procs import Procs, get_json, sim_config, spread, wait_until
 
 
 def config(port: int, sim_port: int, extra: str = "") -> str:
-    return f"""
-[server]
-port = {port}
-
-[[carriers]]
-name = "sim"
-type = "http"
-batch_max = 50
-url = "http://127.0.0.1:{sim_port}/messages"
-
-[[routes]]
-name = "sim-default"
-carrier = "sim"
-{extra}
-"""
+    return sim_config(port, sim_port, carrier="batch_max = 50", extra=extra)
 
 
 async def traffic(base: str, key: str, sim: str, numbers: list[str]) -> list[str]:
