@@ -8,7 +8,9 @@ ground truth (legit, or the attack family and campaign) in the simulator's own l
 
 The gateway side is behind :class:`Driver` (request / verified / delivery failed / probe): the
 in-process driver in ``evaluate.py`` calls :class:`~antifraud.engine.FraudEngine` on a simulated
-clock; an HTTP driver can drive a running gateway with the same traffic.
+clock over days (:meth:`Simulation.run`); ``http_driver.py`` drives a running gateway and sim-carrier
+with a short *window* of the same traffic in real time (:class:`WindowConfig`,
+:meth:`Simulation.for_window`, :meth:`Simulation.play`: a paced player with bounded concurrency).
 
 Families follow ``shared/notes/fraud.md`` §(b); parameters marked there as assumptions are
 assumptions here too.
@@ -31,6 +33,9 @@ Legitimate (L)                                     Attacks (A)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import functools
 import heapq
 import math
@@ -218,10 +223,11 @@ class SimConfig:
     campaigns_per_family: int = 2
     attack_scale: float = 1.0  # multiplies campaign sizes
     legit_events: bool = True  # L9 surge and L10 outage on the attack day
+    origin: float | None = None  # the first second (epoch); None: a Monday in March 2026 by seed
 
     @property
     def start(self) -> float:
-        return EPOCH + (self.seed % 28) * DAY
+        return self.origin if self.origin is not None else EPOCH + (self.seed % 28) * DAY
 
 
 def default_tenants(rng: random.Random, scale: float) -> list[TenantSpec]:
@@ -247,6 +253,54 @@ def default_tenants(rng: random.Random, scale: float) -> list[TenantSpec]:
     ]
     tenants += [TenantSpec(f"small{i}", 400 * scale, zipf(pick(3))) for i in range(5)]
     return tenants
+
+
+@dataclass(frozen=True, slots=True)
+class WindowConfig:
+    """A short window of the same traffic, played in real time against a running gateway.
+
+    Rates are per second as in service (nothing is compressed): ``legit_rate`` real users' requests per
+    second over all tenants, mixed by tenant, country and the destination's time of day as in the
+    multi-day simulation; each attack family runs one campaign at its own rate, starting after
+    ``attack_after`` × ``seconds`` of real users only. New sessions and attack requests start inside
+    the window; for ``tail`` seconds after it, sessions already begun go on (verifications, a retry
+    after a challenge). There is no history: every tenant starts cold.
+    """
+
+    seed: int
+    seconds: float = 60.0
+    legit_rate: float = 5.0
+    tenants: int = 3
+    families: tuple[str, ...] = ATTACK_FAMILIES
+    attack_after: float = 0.25
+    tail: float = 30.0
+    exclude_countries: tuple[str, ...] = ()  # destinations the gateway refuses before anti-fraud
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0 or self.legit_rate < 0 or self.tail < 0 or self.tenants < 1:
+            raise ValueError("seconds > 0, legit_rate ≥ 0, tail ≥ 0 and at least one tenant")
+        if not 0.0 <= self.attack_after < 1.0:
+            raise ValueError("attack_after is a share of the window, in [0, 1)")
+        unknown = sorted(set(self.families) - set(ATTACK_FAMILIES))
+        if unknown:
+            raise ValueError(f"unknown attack families {unknown}; known: {', '.join(ATTACK_FAMILIES)}")
+
+
+def window_tenants(window: WindowConfig) -> list[TenantSpec]:
+    """The first ``window.tenants`` simulated tenants that keep a destination once the excluded
+    countries are dropped (their shares renormalised), all starting at once (no cold-start delay)."""
+    out: list[TenantSpec] = []
+    for ten in default_tenants(random.Random(window.seed), 1.0):
+        kept = [(c, x) for c, x in ten.countries if c not in window.exclude_countries]
+        if not kept:
+            continue
+        tot = sum(x for _, x in kept)
+        out.append(dataclasses.replace(ten, countries=tuple((c, x / tot) for c, x in kept), start=0.0))
+        if len(out) >= window.tenants:
+            break
+    if not out:
+        raise ValueError("every simulated tenant's destinations are excluded")
+    return out
 
 
 # ---- the log ---------------------------------------------------------------------------------------
@@ -342,12 +396,16 @@ class Simulation:
         self._surge: dict[tuple[str, str], tuple[float, float, float]] = {}
         self._outage: dict[str, tuple[float, float, float]] = {}
         self._verify_p: dict[str, float] = {}
+        self.window: WindowConfig | None = None  # set by for_window(): a short real-time run
+        self._wake: asyncio.Event | None = None  # set by play(): a new event or a finished one
 
     # -- scheduling --
 
     def at(self, t: float, fn: Callable[[], Awaitable[None]]) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (t, self._seq, fn))
+        if self._wake is not None:
+            self._wake.set()
 
     async def run(self, progress: bool = False) -> SimResult:
         end = self.t0 + self.cfg.days * DAY
@@ -375,6 +433,114 @@ class Simulation:
                     last_hour = min(h, hours)
         if bar is not None:
             bar.close()
+        return self.result
+
+    # -- a short window in real time --
+
+    @classmethod
+    def for_window(cls, window: WindowConfig, driver: Driver, origin: float) -> Simulation:
+        """The window's traffic, its first second at ``origin`` (epoch seconds, usually now), planned
+        and ready for :meth:`play`. The plan is deterministic by seed and origin; what happens after
+        each answer depends on the answers."""
+        cfg = SimConfig(
+            seed=window.seed,
+            days=window.seconds / DAY,
+            attack_from=window.attack_after * window.seconds / DAY,
+            families=window.families,
+            campaigns_per_family=1,
+            legit_events=False,
+            origin=origin,
+        )
+        sim = cls(cfg, driver, tenants=window_tenants(window))
+        sim.window = window
+        sim._plan_window()
+        return sim
+
+    @property
+    def window_end(self) -> float:
+        """The window's last second (the end of the multi-day run's span otherwise)."""
+        return self.t0 + self.cfg.days * DAY
+
+    def _plan_window(self) -> None:
+        w = self.window
+        assert w is not None
+        rng = self.rng
+        mid = self.t0 + w.seconds / 2
+        mix = [
+            (ten, cc, ten.per_day * share * self._diurnal(cc, mid))
+            for ten in self.tenants
+            for cc, share in ten.countries
+        ]
+        total = sum(x for _, _, x in mix) or 1.0
+        for ten, cc, x in mix:
+            for _ in range(_poisson(rng, w.legit_rate * w.seconds * x / total)):
+                self.at(self.t0 + rng.random() * w.seconds, self._legit_user(ten, cc))
+        arng = random.Random(w.seed * 31 + 7)
+        first = self.t0 + w.attack_after * w.seconds
+        spread = max(0.0, min(0.2, 1.0 - w.attack_after)) * w.seconds
+        for fam in w.families:
+            start = first + arng.uniform(0.0, spread)
+            agent = _Attacker(self, f"{fam}-0", fam, random.Random(arng.getrandbits(32)), start)
+            self.at(start, agent.begin)
+
+    async def play(
+        self,
+        until: float,
+        *,
+        clock: Callable[[], float],
+        concurrency: int = 64,
+        pace: bool = True,
+    ) -> SimResult:
+        """Play the planned events up to ``until`` (epoch seconds) in time order, each as soon as
+        ``clock()`` reaches its time (``pace``; without it, at once: run until idle), at most
+        ``concurrency`` at a time. An event that schedules an earlier one wakes the player; it ends
+        when nothing is due before ``until`` and nothing is in flight. An event that raises stops
+        the run and the error is raised here."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        wake = self._wake = asyncio.Event()
+        slots = asyncio.Semaphore(concurrency)
+        running: set[asyncio.Task[None]] = set()
+        failed: list[BaseException] = []
+
+        async def one(t: float, fn: Callable[[], Awaitable[None]]) -> None:
+            try:
+                self._now = t  # read before the event's first await, as in run()
+                await fn()
+            except Exception as e:  # re-raised by the player
+                failed.append(e)
+            finally:
+                slots.release()
+
+        def done(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            wake.set()  # after the discard: the player sees what is still in flight
+
+        try:
+            while not failed:
+                wake.clear()
+                if self._heap and self._heap[0][0] <= until:
+                    delay = self._heap[0][0] - clock() if pace else 0.0
+                    if delay > 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wake.wait(), delay)
+                        continue  # an earlier event may have been scheduled meanwhile
+                    await slots.acquire()
+                    t, _, fn = heapq.heappop(self._heap)
+                    task = asyncio.create_task(one(t, fn))
+                    running.add(task)
+                    task.add_done_callback(done)
+                elif running:
+                    await wake.wait()
+                else:
+                    break
+        finally:
+            for task in list(running):
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            self._wake = None
+        if failed:
+            raise failed[0]
         return self.result
 
     # -- helpers --
@@ -612,7 +778,7 @@ class Simulation:
     def probe_release(self, camp: Campaign) -> None:
         """After a campaign's last request, ask every minute (a dry run, nothing counted) whether a
         real user in its range would be let through, until allowed or for 6 h."""
-        if not camp.target:
+        if not camp.target or self.window is not None:  # a window is too short to see a release
             return
 
         def probe(i: int) -> Callable[[], Awaitable[None]]:
@@ -694,7 +860,7 @@ class _Attacker:
         self._configure()
         assert self.camp is not None
         self.sim.result.campaigns[self.id] = self.camp
-        if self.camp.target:
+        if self.camp.target and self.sim.window is None:
             self.camp.baseline = await self.sim.driver.probe(self.sim.release_probe(self.camp, 0))
         await self.step()
 
@@ -717,7 +883,9 @@ class _Attacker:
             self.numbers = lambda: (cc, p4 + f"{next(seq, rng.randrange(10_000)):04d}")
             self.rate = rng.uniform(2.0, 10.0) if fam == "A1" else rng.uniform(5.0, 20.0)
             self.max_requests = int(rng.randint(2000, 4000) * scale)
-            if fam == "A6":
+            if fam == "A6" and sim.window is not None:  # a window plays the burst whatever the hour
+                self.stop_at = self.start + rng.uniform(10, 30) * 60
+            elif fam == "A6":
                 local = sim.local_hour(cc, self.start)
                 self.start += ((rng.uniform(1.0, 4.0) - local) % 24.0) * HOUR
                 self.stop_at = self.start + rng.uniform(10, 30) * 60
@@ -843,6 +1011,8 @@ class _Attacker:
             self.stop_at = self.start + 3 * HOUR
         else:
             raise ValueError(f"unknown attack family {fam}")
+        if sim.window is not None:  # attack requests stay inside the window
+            self.stop_at = min(self.stop_at, sim.window_end)
         self.camp = Campaign(
             self.id, fam, tuple(self.tenants), self.start, self.start, target, tuple(countries)
         )

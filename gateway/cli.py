@@ -279,6 +279,47 @@ def cmd_antifraud(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """``smsgw simulate``: the anti-fraud traffic simulator against a running gateway and sim-carrier
+    (``antifraud.http_driver``), a short window in real time. Its tenants are created in the gateway's
+    store (so run it with the gateway's ``--config`` / ``SMSGW_DB`` and ``SMSGW_MASTER_KEY``)."""
+    from antifraud.http_driver import simulate_command
+    from antifraud.simulate import ATTACK_FAMILIES, WindowConfig
+    from senderid import load_rules
+
+    settings = _settings(args)
+    if args.exclude_countries is None:  # where unregistered OTP templates are refused (422) before anti-fraud
+        rules = load_rules(settings.senderid_countries or None)
+        exclude = tuple(sorted(c for c, r in rules.countries.items() if r.templates_enforced))
+    else:
+        exclude = tuple(c.strip().upper() for c in args.exclude_countries.split(",") if c.strip())
+    families = (
+        tuple(f.strip().upper() for f in args.families.split(",") if f.strip())
+        if args.families
+        else ATTACK_FAMILIES
+    )
+    try:
+        window = WindowConfig(
+            seed=args.seed,
+            seconds=args.seconds,
+            legit_rate=args.legit_rate,
+            tenants=args.tenants,
+            families=families,
+            tail=args.tail,
+            exclude_countries=exclude,
+        )
+    except ValueError as e:
+        print(f"smsgw: {e}", file=sys.stderr)
+        return 2
+
+    async def provision(name: str) -> tuple[str, str]:
+        out = await _tenant_create(settings, name, frozenset({"send", "verify"}), frozenset({"*"}), "enforce")
+        return out["tenant_id"], out["api_key"]
+
+    print(asyncio.run(simulate_command(args.gateway, args.sim_carrier, window, provision, as_json=args.json)))
+    return 0
+
+
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     from gateway.privacy.crypto import new_master_key
 
@@ -358,6 +399,26 @@ def parser() -> argparse.ArgumentParser:
     af.add_argument("af_cmd", choices=("train", "evaluate"))
     af.add_argument("rest", nargs=argparse.REMAINDER, help="options of the command (see --help)")
     af.set_defaults(func=cmd_antifraud)
+
+    sm = sub.add_parser(
+        "simulate",
+        help="play a short window of simulated traffic (real users and attacks) against a running gateway",
+    )
+    sm.add_argument("--gateway", required=True, help="the gateway's base URL, e.g. http://127.0.0.1:8080")
+    sm.add_argument("--sim-carrier", required=True, help="the sim-carrier's HTTP URL (its inbox)")
+    sm.add_argument("--seconds", type=float, default=60.0, help="seconds of traffic, in real time")
+    sm.add_argument("--tail", type=float, default=30.0, help="seconds after it for sessions to finish")
+    sm.add_argument("--seed", type=int, default=101)
+    sm.add_argument("--tenants", type=int, default=3, help="simulated tenants (each created for real)")
+    sm.add_argument("--legit-rate", type=float, default=5.0, help="real users' requests per second")
+    sm.add_argument("--families", help="attack families, e.g. A1,A2,A9 (default: all twelve)")
+    sm.add_argument(
+        "--exclude-countries",
+        help="destinations real users skip (default: where unregistered OTP templates are refused)",
+    )
+    sm.add_argument("--json", action="store_true", help="print the figures as JSON")
+    sm.add_argument("--config")
+    sm.set_defaults(func=cmd_simulate)
 
     pg = sub.add_parser("purge", help="run the retention purge once and print what it removed")
     pg.add_argument("--config")
