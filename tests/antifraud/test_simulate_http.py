@@ -28,7 +28,7 @@ from antifraud.http_driver import (
 )
 from antifraud.simulate import ATTACK_FAMILIES, Answer, Sent, SimConfig, Simulation, WindowConfig
 from tests.conftest import free_port
-from tests.e2e.procs import Procs, get_json
+from tests.e2e.procs import Procs, get_json, sim_config
 
 # ---- answers -----------------------------------------------------------------------------------------
 
@@ -227,30 +227,15 @@ WINDOW = WindowConfig(
 )
 
 
-def _config(port: int, sim: str) -> str:
-    return f"""
-[server]
-port = {port}
-
-[[carriers]]
-name = "sim"
-type = "http"
-url = "{sim}/messages"
-
-[[routes]]
-name = "sim-default"
-carrier = "sim"
-"""
-
-
 @pytest.fixture(params=["memory", "redis"])
 def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Procs, str, str]]:
     env = {"REDIS_URL": request.getfixturevalue("redis_url")} if request.param == "redis" else {}
     procs = Procs(tmp_path, env=env)
     try:
-        sim = f"http://127.0.0.1:{procs.sim_carrier()}"
+        sim_port = procs.sim_carrier()
         port = free_port()
-        procs.gateway(port, _config(port, sim))
+        procs.gateway(port, sim_config(port, sim_port))
+        sim = f"http://127.0.0.1:{sim_port}"
         yield procs, f"http://127.0.0.1:{port}", sim
     finally:
         procs.stop_all()
@@ -308,9 +293,10 @@ async def test_a_short_window_through_the_real_gateway(rig: tuple[Procs, str, st
 def test_the_simulate_command_prints_the_figures(tmp_path: Path) -> None:
     procs = Procs(tmp_path)
     try:
-        sim = f"http://127.0.0.1:{procs.sim_carrier()}"
+        sim_port = procs.sim_carrier()
         port = free_port()
-        procs.gateway(port, _config(port, sim))
+        procs.gateway(port, sim_config(port, sim_port))
+        sim = f"http://127.0.0.1:{sim_port}"
         gateway = f"http://127.0.0.1:{port}"
         args = ["simulate", "--gateway", gateway, "--sim-carrier", sim, "--seconds", "3", "--tail", "2"]
         r = procs.smsgw(*args, "--tenants", "1", "--families", "A1", "--legit-rate", "5", "--json")
