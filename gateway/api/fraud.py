@@ -1,4 +1,5 @@
-"""Anti-fraud review for a tenant's admins: recent refusals, allow-lists, lifting and adding blocks."""
+"""Anti-fraud for tenants: a dry-run check of a send (``send`` scope), and for admins the review of
+recent refusals, allow-lists, lifting and adding blocks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiohttp import web
 from gateway.api.registry import endpoint
 from gateway.auth import authenticate, require
 from gateway.context import CTX, Context
+from gateway.phone import parse_number
 from gateway.schemas import decode, json_body
 from gateway.services.fraud import Fraud
 
@@ -24,6 +26,65 @@ def _fraud(ctx: Context) -> Fraud:
     fraud = ctx.extras.get("fraud")
     assert isinstance(fraud, Fraud)
     return fraud
+
+
+class CheckRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    to: str
+    client_ip: str | None = None
+    device_id: str | None = None
+    session_id: str | None = None
+    challenge_token: str | None = None
+
+
+@endpoint(
+    "POST",
+    "/v1/fraud/check",
+    summary="What POST /v1/otp would decide now for this request, without sending or counting anything",
+    tag="Anti-fraud",
+    scope="send",
+    body=CheckRequest,
+    errors=("invalid_request", "invalid_number", "unauthorized", "forbidden"),
+)
+async def check(request: web.Request) -> web.Response:
+    """A pre-check for an app's sign-up form, and a release probe for ops: the same rules, limits and
+    score as the send path, on the same state, but nothing is counted (no limit is spent, no decision
+    logged), so probing never changes what a later request gets. A refusal is an answer here (200),
+    not an error."""
+    who = await authenticate(request)
+    require(who, "send")
+    ctx = request.app[CTX]
+    req = decode(await json_body(request), CheckRequest)
+    num = parse_number(req.to)
+    decision, enforced = await _fraud(ctx).peek(
+        who,
+        num,
+        client_ip=req.client_ip,
+        device_id=req.device_id,
+        session_id=req.session_id,
+        challenge_token=req.challenge_token,
+        now=ctx.clock(),
+    )
+    action, score, retry_after = decision.action, round(decision.score, 4), decision.retry_after
+    reasons = [{"code": r.code, "message": r.message, "scope": r.scope} for r in decision.reasons]
+    if not who.tenant.may_send_to(num.country):  # the send path refuses this before anti-fraud
+        action, retry_after = "block", None
+        reasons = [
+            {
+                "code": "country_not_permitted",
+                "message": f"This tenant may not send to {num.country}.",
+                "scope": "country",
+            }
+        ]
+    return web.json_response(
+        {
+            "action": action,
+            "reasons": reasons,
+            "score": score,
+            "retry_after": retry_after,
+            "mode": "enforce" if enforced else "monitor",
+            "counted": False,
+        }
+    )
 
 
 class ModeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

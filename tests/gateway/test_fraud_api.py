@@ -84,3 +84,53 @@ async def test_fraud_admin_needs_admin(gw: Gw) -> None:
     for path in ("/v1/fraud/decisions", "/v1/fraud/lists"):
         assert (await gw.call("GET", path, key))[0] == 403
     assert (await gw.call("PUT", "/v1/fraud/mode", key, {"mode": "monitor"}))[0] == 403
+
+
+async def test_check_answers_what_a_send_would_get_and_counts_nothing(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify,admin", countries="DE,FR", fraud_mode="enforce")
+    num = "+4915123456700"
+    for _ in range(10):  # far more than the number's 3 a minute: a check spends no limit
+        st, body, _ = await gw.call("POST", "/v1/fraud/check", key, {"to": num, "client_ip": "203.0.113.9"})
+        assert st == 200 and body["action"] == "allow" and body["counted"] is False, body
+        assert body["mode"] == "enforce" and body["retry_after"] is None
+    reg = gw.ctx.instruments.registry
+    assert (
+        reg.get_sample_value(
+            "smsgw_fraud_decisions_total", {"country": "DE", "decision": "allow", "reason": "none"}
+        )
+        is None
+    )
+    # each check foretells the send that follows it, through allow, challenge and the number's limit
+    status = {"allow": 202, "challenge": 428, "block": 403, "rate_limited": 429}
+    seen, allowed = set(), 0
+    for _ in range(6):
+        st, body, _ = await gw.call("POST", "/v1/fraud/check", key, {"to": num})
+        sent, err, _ = await gw.call("POST", "/v1/otp", key, {"to": num})
+        assert sent == status[body["action"]], (body, err)
+        if body["action"] == "rate_limited":
+            assert body["retry_after"] > 0 and body["reasons"][0]["scope"] == "number", body
+        seen.add(body["action"])
+        allowed += sent == 202
+        gw.clock.advance(31)  # past the resend cooldown, inside the minute's number limit
+    assert "allow" in seen and seen != {"allow"}, seen
+    # a block answers as a block with its reason; a country the tenant may not serve likewise
+    st, body, _ = await gw.call("POST", "/v1/fraud/check", key, {"to": PREMIUM})
+    assert body["action"] == "block" and body["reasons"][0]["code"] == "number_type_blocked", body
+    st, body, _ = await gw.call("POST", "/v1/fraud/check", key, {"to": "+447400123456"})
+    assert body["action"] == "block" and body["reasons"][0]["code"] == "country_not_permitted", body
+    assert "7400123456" not in str(body)
+    await gw.settle()
+    assert gw.sim.inbox.received == allowed  # checks sent nothing
+
+
+async def test_check_validates_like_the_send_path(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send", fraud_mode="monitor")
+    st, err, _ = await gw.call("POST", "/v1/fraud/check", key, {"to": "12345"})
+    assert st == 400 and err["error"]["code"] == "invalid_number"
+    st, err, _ = await gw.call("POST", "/v1/fraud/check", key, {"number": "+4915123456700"})
+    assert st == 400 and err["error"]["code"] == "invalid_request"
+    st, body, _ = await gw.call("POST", "/v1/fraud/check", key, {"to": PREMIUM})
+    assert st == 200 and body["action"] == "allow" and body["mode"] == "monitor", body
+    assert body["reasons"][0]["code"] == "number_type_blocked"  # what it would have refused
+    verify_only = await gw.tenant("other", scopes="verify")
+    assert (await gw.call("POST", "/v1/fraud/check", verify_only, {"to": PREMIUM}))[0] == 403
