@@ -31,6 +31,7 @@ from antifraud.geo import DEFAULT_ALLOWED_COUNTRIES, parse_country_list
 from antifraud.limits import BackendStats, FraudBackend
 from antifraud.limits_memory import MemoryFraudBackend
 from antifraud.limits_redis import RedisFraudBackend
+from antifraud.numbers import NumberInfo, number_info
 from antifraud.scorer import LinearScorer, ModelError, RulesOnlyScorer, Scorer, load_scorer
 from antifraud.settings import (
     DEFAULT_LIMITS,
@@ -58,6 +59,7 @@ __all__ = [
     "LinearScorer",
     "MemoryFraudBackend",
     "ModelError",
+    "NumberInfo",
     "Reason",
     "RedisFraudBackend",
     "RulesOnlyScorer",
@@ -65,5 +67,6 @@ __all__ = [
     "TenantPolicy",
     "load_scorer",
     "mask_e164",
+    "number_info",
     "parse_country_list",
 ]
