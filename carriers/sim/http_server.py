@@ -1,9 +1,17 @@
 """The sim-carrier's HTTP side and its inbox.
 
 ``POST /messages`` ``{"from", "to", "text", "dlr_url"?, "ref"?}`` → ``{"id"}``;
-``GET /inbox?to=+E164`` → that number's messages, newest first; ``GET /stats`` → counters.
+``GET /inbox?to=+E164`` → that number's messages, newest first; ``GET /stats`` → counters and the
+receipt knobs; ``POST /fail`` ``{"to": "+E164"}`` → ``{"switched": n}``: the receipts of that number's
+messages still held back (``receipt_delay_ms``) become ``failed`` receipts, posted at once; the answer
+comes once the gateway took them (or the posting gave up). A receipt already sent cannot be overturned
+(``switched`` is then 0): a run that fails chosen messages starts the sim with a receipt delay longer
+than the time it takes to decide (``smsgw sim-carrier --receipt-delay-ms 25000``).
 Knobs: latency, failure rate (answers 503), delivery-receipt rate and delay, undeliverable rate
 (receipt says failed). A repeated ``ref`` returns the first id and adds nothing to the inbox.
+
+A held receipt is ``pending`` until its time comes (``sent``) or ``POST /fail`` takes it (``switched``);
+the flusher skips what is no longer pending.
 """
 
 from __future__ import annotations
@@ -83,6 +91,18 @@ class Inbox:
         return msg.id, True
 
 
+@dataclass(slots=True, eq=False)
+class HeldReceipt:
+    """One receipt waiting for its time: ``pending`` → ``sent`` (its time came) | ``switched``
+    (``POST /fail`` posted a failed receipt instead)."""
+
+    due: float  # time.monotonic()
+    url: str
+    to: str
+    payload: dict[str, str]
+    state: str = "pending"
+
+
 class SimHttp:
     def __init__(self, inbox: Inbox, options: SimOptions) -> None:
         self.inbox = inbox
@@ -91,15 +111,19 @@ class SimHttp:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.receipts_sent = 0
-        self._receipts: dict[str, deque[tuple[float, dict[str, str]]]] = {}
+        self._receipts: dict[str, deque[HeldReceipt]] = {}
+        self._held: dict[str, deque[HeldReceipt]] = {}  # pending receipts by destination number
         self._flushers: set[str] = set()
         self.receipts_failed = 0
+        self.receipts_switched = 0
+        self.receipts_held = 0  # pending now
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/messages", self.submit)
         app.router.add_get("/inbox", self.inbox_view)
         app.router.add_get("/stats", self.stats)
+        app.router.add_post("/fail", self.fail)
         app.cleanup_ctx.append(self._client)
         return app
 
@@ -139,7 +163,7 @@ class SimHttp:
         dlr_url = body.get("dlr_url")
         if new and isinstance(dlr_url, str) and self.rng.random() < self.options.receipt_rate:
             status = "failed" if self.rng.random() < self.options.undeliverable_rate else "delivered"
-            self._queue_receipt(dlr_url, mid, status)
+            self._queue_receipt(dlr_url, mid, status, body["to"])
         return {"id": mid}
 
     def _spawn(self, coro: Any) -> None:
@@ -147,13 +171,13 @@ class SimHttp:
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
-    def _queue_receipt(self, url: str, mid: str, status: str) -> None:
+    def _queue_receipt(self, url: str, mid: str, status: str, to: str) -> None:
         """Receipts are posted in batches (a JSON array), as HTTP aggregators do under load."""
-        payload = {"id": mid, "status": status}
-        if status == "failed":
-            payload["err"] = "001"
         due = time.monotonic() + self.options.receipt_delay_ms / 1000
-        self._receipts.setdefault(url, deque()).append((due, payload))
+        held = HeldReceipt(due, url, to, _receipt(mid, status))
+        self._receipts.setdefault(url, deque()).append(held)
+        self._held.setdefault(to, deque()).append(held)
+        self.receipts_held += 1
         if url not in self._flushers:
             self._flushers.add(url)
             self._spawn(self._flush_receipts(url))
@@ -162,17 +186,55 @@ class SimHttp:
         queue = self._receipts[url]
         try:
             while queue:
-                wait = queue[0][0] - time.monotonic()
+                if queue[0].state != "pending":  # switched by POST /fail: already posted
+                    queue.popleft()
+                    continue
+                wait = queue[0].due - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 now = time.monotonic()
                 batch: list[dict[str, str]] = []
-                while queue and queue[0][0] <= now and len(batch) < 500:
-                    batch.append(queue.popleft()[1])
+                while queue and queue[0].due <= now and len(batch) < 500:
+                    held = queue.popleft()
+                    if held.state == "pending":
+                        self._release(held, "sent")
+                        batch.append(held.payload)
                 if batch:
                     await self._post_receipts(url, batch)
         finally:
             self._flushers.discard(url)
+
+    def _release(self, held: HeldReceipt, state: str) -> None:
+        held.state = state
+        self.receipts_held -= 1
+        same = self._held.get(held.to)
+        if same is not None:
+            if same[0] is held:  # receipts of one number fall due in order: O(1)
+                same.popleft()
+            else:
+                same.remove(held)
+            if not same:
+                del self._held[held.to]
+
+    async def fail(self, request: web.Request) -> web.Response:
+        """``{"to": "+E164"}``: the held receipts of that number's messages become failed receipts,
+        posted now (one batch per receipt URL); answers ``{"switched": n}`` after posting."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "invalid json"}, status=400)
+        to = body.get("to") if isinstance(body, dict) else None
+        if not isinstance(to, str) or not to:
+            return web.json_response({"error": "to is a required string"}, status=400)
+        batches: dict[str, list[dict[str, str]]] = {}
+        for held in list(self._held.get(to, ())):
+            self._release(held, "switched")
+            batches.setdefault(held.url, []).append(_receipt(held.payload["id"], "failed"))
+        n = sum(len(b) for b in batches.values())
+        self.receipts_switched += n
+        for url, batch in batches.items():
+            await self._post_receipts(url, batch)
+        return web.json_response({"switched": n})
 
     async def _post_receipts(self, url: str, batch: list[dict[str, str]]) -> None:
         assert self._session is not None
@@ -201,5 +263,16 @@ class SimHttp:
                 "duplicates": self.inbox.duplicates,
                 "receipts_sent": self.receipts_sent,
                 "receipts_failed": self.receipts_failed,
+                "receipts_held": self.receipts_held,
+                "receipts_switched": self.receipts_switched,
+                "receipt_rate": self.options.receipt_rate,
+                "receipt_delay_ms": self.options.receipt_delay_ms,
             }
         )
+
+
+def _receipt(mid: str, status: str) -> dict[str, str]:
+    payload = {"id": mid, "status": status}
+    if status == "failed":
+        payload["err"] = "001"
+    return payload
