@@ -129,7 +129,7 @@ _FEATURE_REASON: dict[str, tuple[str, str]] = {
 assert set(_FEATURE_REASON) <= set(FEATURE_NAMES)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Layout:
     """Keys of one request, in the order the plan reads them."""
 
@@ -165,7 +165,17 @@ class FraudEngine:
         rp = self._pos[RANGE]
         self._pend = tuple(rp[f] for f in K.pending_fields(len(settings.delay_mixture)))
         self._policies: dict[str, TenantPolicy] = {}
-        self._groups: dict[int, tuple[TenantPolicy, tuple[tuple[str, tuple[tuple[int, int], ...]], ...]]] = {}
+        self._groups: dict[
+            int, tuple[TenantPolicy, tuple[tuple[str, tuple[tuple[int, int], ...], float], ...]]
+        ] = {}
+        self._hashes: dict[str, str] = {}
+        self._reads: dict[tuple[str, ...], tuple[HashRead, ...]] = {}
+        self._req_deltas: dict[
+            tuple[float, bool], tuple[tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]
+        ] = {}
+        tp = self._pos[TENANT]
+        self._tenant_deltas = ((tp[K.LONG_SENT], 1.0), (tp[K.REQUESTS], 1.0))
+        self._ranges: dict[tuple[str, str, str], tuple[str, ...]] = {}
         self._weights: dict[tuple[str, str], float] = {}
         self._deltas: dict[tuple[float, bool, bool, float], tuple[tuple[int, float], ...]] = {}
         self._local = LocalClock()
@@ -247,67 +257,96 @@ class FraudEngine:
             return Decision("block", (reason,), score=1.0)
         return None
 
+    def _hash(self, value: str) -> str:
+        """``Keyring.hash``, remembered: client IPs, devices and blocks come back again and again."""
+        got = self._hashes.get(value)
+        if got is None:
+            if len(self._hashes) > 200_000:
+                self._hashes.clear()
+            got = self._hashes[value] = self.keys.hash(value)
+        return got
+
+    def _range_keys(self, tenant: str, country: str, info: NumberInfo) -> tuple[str, ...]:
+        """The seven range keys of a request (t_all, t_cc, t_p5, g_cc, g_p5, g_p4, g_p3), cached per
+        tenant, country and 1k block."""
+        at = (tenant, country, info.p3)
+        got = self._ranges.get(at)
+        if got is None:
+            if len(self._ranges) > 100_000:
+                self._ranges.clear()
+            k = self.keys
+            g = K.ALL_TENANTS
+            got = self._ranges[at] = (
+                k.range(tenant, "all", ""),
+                k.range(tenant, "cc", country),
+                k.range(tenant, "p5", info.p5),
+                k.range(g, "cc", country),
+                k.range(g, "p5", info.p5),
+                k.range(g, "p4", info.p4),
+                k.range(g, "p3", info.p3),
+            )
+        return got
+
     def _layout(self, req: FraudRequest, info: NumberInfo, country: str, policy: TenantPolicy) -> _Layout:
         k = self.keys
         t = req.tenant_id
-        g = K.ALL_TENANTS
-        ranges = (
-            k.range(t, "all", ""),
-            k.range(t, "cc", country),
-            k.range(t, "p5", info.p5),
-            k.range(g, "cc", country),
-            k.range(g, "p5", info.p5),
-            k.range(g, "p4", info.p4),
-            k.range(g, "p3", info.p3),
-        )
-        num_hash = k.hash(info.e164)
-        dev_hash = k.hash("d:" + req.device_id) if req.device_id else None
-        ip_hash = k.hash("i:" + req.client_ip) if req.client_ip else None
-        values: dict[str, str | None] = {
-            "tenant": "",
-            "number": num_hash,
-            "ip": ip_hash,
-            "device": dev_hash,
-            "prefix": info.e164[: -policy.prefix_limit_digits],
-            "country": country,
-        }
+        num_hash = self._hash(info.e164)
+        dev_hash = self._hash("d:" + req.device_id) if req.device_id else None
+        ip_hash = self._hash("i:" + req.client_ip) if req.client_ip else None
         limits: list[LimitSpec] = []
         scopes: list[str] = []
-        for scope, windows in self._limit_groups(policy):
-            value = values[scope]
+        for scope, windows, ttl in self._limit_groups(policy):
+            if scope == "number":
+                value: str | None = num_hash
+            elif scope == "ip":
+                value = ip_hash
+            elif scope == "device":
+                value = dev_hash
+            elif scope == "prefix":
+                value = info.e164[: -policy.prefix_limit_digits]
+            elif scope == "country":
+                value = country
+            else:
+                value = ""
             if value is None:
                 continue
-            limits.append(LimitSpec(k.limit(scope, t, value), windows, 2.0 * windows[-1][0]))
+            limits.append(LimitSpec(k.limit(scope, t, value), windows, ttl))
             scopes.append(scope)
         return _Layout(
-            ranges=ranges,
+            ranges=self._range_keys(t, country, info),
             number=k.number(t, num_hash),
             device=k.device(t, dev_hash) if dev_hash else None,
             ip=k.ip(ip_hash) if ip_hash else None,
             ip_countries=k.ip_countries(ip_hash) if ip_hash else None,
-            sweep=k.sweep(info.p4),
+            sweep=k.prefix + "sw:" + self._hash(info.p4),
             allow=k.allow(t),
             block=k.block(t),
             list_fields=(
-                f"n:{num_hash}",
-                f"p:{info.p3}",
-                f"p:{info.p4}",
-                f"p:{info.p5}",
-                f"c:{country}",
+                "n:" + num_hash,
+                "p:" + info.p3,
+                "p:" + info.p4,
+                "p:" + info.p5,
+                "c:" + country,
             ),
             limits=tuple(limits),
             limit_scopes=tuple(scopes),
         )
 
-    def _limit_groups(self, policy: TenantPolicy) -> tuple[tuple[str, tuple[tuple[int, int], ...]], ...]:
-        """The policy's limits grouped by scope, windows ascending (cached per policy)."""
+    def _limit_groups(
+        self, policy: TenantPolicy
+    ) -> tuple[tuple[str, tuple[tuple[int, int], ...], float], ...]:
+        """The policy's limits grouped by scope, windows ascending, with the TTL of their key
+        (cached per policy)."""
         got = self._groups.get(id(policy))
         if got is not None and got[0] is policy:
             return got[1]
         by: dict[str, list[tuple[int, int]]] = {}
         for rule in policy.limits:
             by.setdefault(rule.scope, []).append((rule.window, rule.limit))
-        groups = tuple((scope, tuple(sorted(ws))) for scope, ws in by.items())
+        groups = tuple(
+            (scope, windows, 2.0 * windows[-1][0])
+            for scope, windows in ((sc, tuple(sorted(ws))) for sc, ws in by.items())
+        )
         self._groups[id(policy)] = (policy, groups)
         return groups
 
@@ -320,6 +359,35 @@ class FraudEngine:
             if len(self._deltas) > 10_000:
                 self._deltas.clear()
             got = self._deltas[key] = self._make_deltas(weight, full, challenged, sign)
+        return got
+
+    def _request_deltas(
+        self, weight: float, cp: bool
+    ) -> tuple[tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]:
+        """The deltas a request adds to its ranges kept over the long window and the short one."""
+        key = (weight, cp)
+        got = self._req_deltas.get(key)
+        if got is None:
+            rp = self._pos[RANGE]
+            req_fields: tuple[tuple[int, float], ...] = ((rp[K.REQUESTS], 1.0),)
+            if cp:
+                req_fields += ((rp[K.CH_PASSED_REQ], 1.0),)
+            full = self._send_deltas(weight, True, cp, 1.0) + req_fields
+            short = self._send_deltas(weight, False, cp, 1.0) + req_fields
+            if len(self._req_deltas) > 10_000:
+                self._req_deltas.clear()
+            got = self._req_deltas[key] = (full, short)
+        return got
+
+    def _range_reads(self, ranges: tuple[str, ...]) -> tuple[HashRead, ...]:
+        got = self._reads.get(ranges)
+        if got is None:
+            if len(self._reads) > 100_000:
+                self._reads.clear()
+            got = self._reads[ranges] = (
+                HashRead(ranges[0], TENANT),
+                *(HashRead(key, RANGE) for key in ranges[1:]),
+            )
         return got
 
     def _make_deltas(
@@ -346,17 +414,11 @@ class FraudEngine:
         now = req.now
         s = self.settings
         cp = req.challenge_passed
-        rp = self._pos[RANGE]
-        req_fields: tuple[tuple[int, float], ...] = ((rp[K.REQUESTS], 1.0),)
-        if cp:
-            req_fields += ((rp[K.CH_PASSED_REQ], 1.0),)
-        full = self._send_deltas(weight, True, cp, 1.0) + req_fields
-        short = self._send_deltas(weight, False, cp, 1.0) + req_fields
+        full, short = self._request_deltas(weight, cp)
         r = lay.ranges
-        tp = self._pos[TENANT]
         fttl, sttl = self._full_ttl, self._short_ttl
         writes = [
-            HashAdd(r[0], TENANT, ((tp[K.LONG_SENT], 1.0), (tp[K.REQUESTS], 1.0)), now, fttl),
+            HashAdd(r[0], TENANT, self._tenant_deltas, now, fttl),
             HashAdd(r[1], RANGE, full, now, fttl),
             HashAdd(r[2], RANGE, full, now, fttl),
             HashAdd(r[3], RANGE, full, now, fttl),
@@ -365,8 +427,7 @@ class FraudEngine:
             HashAdd(r[6], RANGE, short, now, sttl),
             HashAdd(lay.number, NUMBER, ((0, 1.0),), now, _ENTITY_TTL),
         ]
-        reads = [HashRead(r[0], TENANT)] + [HashRead(key, RANGE) for key in r[1:]]
-        reads.append(HashRead(lay.number, NUMBER))
+        reads = [*self._range_reads(r), HashRead(lay.number, NUMBER)]
         lists = [(lay.sweep, s.sweep_list)]
         pushes = [ListPush(lay.sweep, f"{info.suffix4}:{now:.0f}", s.sweep_list, 2.0 * s.sweep_window)]
         if lay.device:
@@ -584,7 +645,7 @@ class FraudEngine:
         if not shared:
             self.stats.local_state += 1
         if plan is not None and weight is not None and decision.action != "allow":
-            self.backend.settle(self._correction(req, plan, weight, decision), shared=shared)
+            self.backend.settle(self._correction(req, info, plan, weight, decision), shared=shared)
         elif decision.action != "allow":
             self.backend.settle(Settle(logs=(self._record(req, info, decision),)), shared=shared)
         if decision.action != "allow" and log.isEnabledFor(logging.INFO):
@@ -599,9 +660,10 @@ class FraudEngine:
             )
         return decision
 
-    def _correction(self, req: FraudRequest, plan: Plan, weight: float, decision: Decision) -> Settle:
+    def _correction(
+        self, req: FraudRequest, info: NumberInfo, plan: Plan, weight: float, decision: Decision
+    ) -> Settle:
         """Undo the tentative send of a request that was not allowed (and count a challenge)."""
-        info = number_info(req.e164)
         now = req.now
         cp = req.challenge_passed
         w = plan.writes
@@ -638,7 +700,7 @@ class FraudEngine:
         }
         return ListPush(
             self.keys.decisions(req.tenant_id),
-            json.dumps(rec, separators=(",", ":")),
+            _COMPACT_JSON.encode(rec),
             self.settings.decisions_kept,
             30 * _DAY,
         )
@@ -795,6 +857,9 @@ class FraudEngine:
             )
         return out
 
+
+# json.dumps(rec, separators=(",", ":")) without building an encoder per call
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 _LIST_KINDS: tuple[Literal["number", "prefix", "country"], ...] = (
     "number",

@@ -37,6 +37,7 @@ from antifraud.limits_memory import MemoryFraudBackend
 
 log = logging.getLogger("smsgw.antifraud")
 
+_ONE = struct.Struct("<d")
 SCRIPT = resources.files("antifraud").joinpath("lua/check.lua").read_text("utf-8")
 _SCHEMAS_MARK = "{} --@SCHEMAS@--"
 
@@ -50,97 +51,89 @@ def script_for(schemas: tuple[tuple[float, ...], ...]) -> str:
     return SCRIPT.replace(_SCHEMAS_MARK, "{" + table + "}")
 
 
-class _Interner:
-    """Indexes of distinct values: keys (1-based, KEYS), strings and shared templates (0-based)."""
-
-    __slots__ = ("base", "index", "items")
-
-    def __init__(self, base: int) -> None:
-        self.items: list[Any] = []
-        self.index: dict[Any, int] = {}
-        self.base = base
-
-    def __call__(self, item: Any) -> int:
-        i = self.index.get(item)
-        if i is None:
-            self.items.append(item)
-            i = self.index[item] = len(self.items) - 1 + self.base
-        return i
-
-
 def encode(plan: Plan, pending: list[Settle]) -> tuple[list[str], list[bytes | str]]:
     """KEYS (deduplicated) and ARGV of ``lua/check.lua``: the plan's numbers packed as doubles in
-    ARGV[1], its strings after them."""
-    key = _Interner(1)
-    string = _Interner(0)
-    template = _Interner(0)
-    fieldset = _Interner(0)
-    body: list[float] = []
-    out = body.append
-    ext = body.extend
+    ARGV[1], its strings concatenated in ARGV[2] and their byte lengths (doubles) in ARGV[3].
+
+    Keys (1-based), strings, delta templates and field lists (0-based) are numbered in order of
+    first use with ``dict.setdefault`` (no Python call per item: this runs on every check)."""
+    keys: dict[str, int] = {}
+    strings: dict[str, int] = {}
+    templates: dict[tuple[tuple[int, float], ...], int] = {}
+    fieldsets: dict[tuple[str, ...], int] = {}
+    key = keys.setdefault
+    string = strings.setdefault
+    template = templates.setdefault
 
     def adds(ops: list[HashAdd] | tuple[HashAdd, ...]) -> list[float]:
         seq: list[float] = [len(ops)]
         for a in ops:
-            seq += (key(a.key), a.schema, a.at, a.ttl, template(a.deltas))
+            seq += (
+                key(a.key, len(keys) + 1),
+                a.schema,
+                a.at,
+                a.ttl,
+                template(a.deltas, len(templates)),
+            )
         return seq
 
     def pushes(ops: list[ListPush] | tuple[ListPush, ...]) -> list[float]:
         seq: list[float] = [len(ops)]
         for q in ops:
-            seq += (key(q.key), string(q.value), q.maxlen, q.ttl)
+            seq += (key(q.key, len(keys) + 1), string(q.value, len(strings)), q.maxlen, q.ttl)
         return seq
 
-    settle_adds = adds([a for s in pending for a in s.adds])
+    settle_adds = adds([a for s in pending for a in s.adds]) if pending else [0]
     undos: list[float] = [0]
     for s in pending:
         for u in s.undos:
-            undos += (key(u.key), len(u.windows), *u.windows, u.at)
+            undos += (key(u.key, len(keys) + 1), len(u.windows), *u.windows, u.at)
             undos[0] += 1
-    logs = pushes([q for s in pending for q in s.logs])
+    logs = pushes([q for s in pending for q in s.logs]) if pending else [0]
     limits: list[float] = [len(plan.limits)]
     for lim in plan.limits:
-        limits += (key(lim.key), len(lim.windows))
+        limits += (key(lim.key, len(keys) + 1), len(lim.windows))
         for w, n in lim.windows:
             limits += (w, n)
         limits.append(lim.ttl)
     reads: list[float] = [len(plan.reads)]
     for r in plan.reads:
-        reads += (key(r.key), r.schema)
+        reads += (key(r.key, len(keys) + 1), r.schema)
     recents: list[float] = [len(plan.lists)]
     for k, n in plan.lists:
-        recents += (key(k), n)
+        recents += (key(k, len(keys) + 1), n)
     flags: list[float] = [len(plan.flags)]
     for f in plan.flags:
-        flags += (key(f.key), fieldset(f.fields))
+        flags += (key(f.key, len(keys) + 1), fieldsets.setdefault(f.fields, len(fieldsets)))
     writes = adds(plan.writes)
     rpushes = pushes(plan.pushes)
 
-    out(plan.now)
-    out(1.0 if plan.count else 0.0)
-    out(len(template.items))
-    for deltas in template.items:
-        out(len(deltas))
-        for pos, d in deltas:
-            out(pos)
-            out(d)
-    out(len(fieldset.items))
-    for names in fieldset.items:
-        out(len(names))
-        ext(string(n) for n in names)
+    body: list[float] = [plan.now, 1.0 if plan.count else 0.0, len(templates)]
+    for deltas in templates:
+        body.append(len(deltas))
+        for pd in deltas:
+            body += pd
+    body.append(len(fieldsets))
+    for names in fieldsets:
+        body.append(len(names))
+        body += [string(n, len(strings)) for n in names]
     for seq in (settle_adds, undos, logs, limits, reads, recents, flags, writes, rpushes):
-        ext(seq)
+        body += seq
     blob = struct.pack(f"<{len(body)}d", *body)
-    return key.items, [blob, *string.items]
+    texts = [t.encode() for t in strings]
+    lengths = struct.pack(f"<{len(texts)}d", *map(len, texts))
+    return list(keys), [blob, b"".join(texts), lengths]
 
 
 def _text(x: Any) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
-def decode(plan: Plan, reply: list[Any]) -> Snapshot:
-    raw = reply[0]
-    nums = struct.unpack(f"<{len(raw) // 8}d", raw)
+def decode(plan: Plan, raw: bytes) -> Snapshot:
+    """The script's one-string reply: counters as doubles, then the lists' and flags' strings."""
+    (count,) = _ONE.unpack_from(raw)
+    total = int(count)
+    nums = struct.unpack_from(f"<{total}d", raw, 8)
     nhits = int(nums[0])
     if nhits:
         return Snapshot(
@@ -156,17 +149,26 @@ def decode(plan: Plan, reply: list[Any]) -> Snapshot:
         n = len(sizes[r.schema])
         reads.append(nums[j : j + n])
         j += n
+    pos = 8 * (total + 1)  # the strings, in the order of their lengths
     lists = []
-    k = 1
     for _ in plan.lists:
-        m = int(reply[k])
-        lists.append(tuple(_text(v) for v in reply[k + 1 : k + 1 + m]))
-        k += 1 + m
+        m = int(nums[j])
+        items = []
+        for size in nums[j + 1 : j + 1 + m]:
+            end = pos + int(size)
+            items.append(raw[pos:end].decode())
+            pos = end
+        lists.append(tuple(items))
+        j += 1 + m
     flags = []
     for f in plan.flags:
-        n = len(f.fields)
-        flags.append(tuple(_text(v) for v in reply[k : k + n]))
-        k += n
+        values = []
+        for size in nums[j : j + len(f.fields)]:
+            end = pos + int(size)
+            values.append(raw[pos:end].decode())
+            pos = end
+        flags.append(tuple(values))
+        j += len(f.fields)
     return Snapshot(
         reads=tuple(reads), lists=tuple(lists), flags=tuple(flags), counted=plan.count, shared=True
     )
@@ -217,22 +219,19 @@ class RedisFraudBackend:
 
     async def _call(
         self, schemas: tuple[tuple[float, ...], ...], keys: list[str], argv: list[bytes | str]
-    ) -> list[Any]:
+    ) -> bytes:
         if self._sha is None or (self._schemas is not schemas and self._schemas != schemas):
             await self.load(schemas)
         assert self._sha is not None
+        # asyncio.timeout, not wait_for: no extra task per call
         try:
-            res = await asyncio.wait_for(
-                self.client.evalsha(self._sha, len(keys), *keys, *argv),  # type: ignore[no-untyped-call]
-                self._call_timeout,
-            )
+            async with asyncio.timeout(self._call_timeout):
+                res = await self.client.evalsha(self._sha, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
         except NoScriptError:
             await self.load(schemas)
-            res = await asyncio.wait_for(
-                self.client.evalsha(self._sha, len(keys), *keys, *argv),  # type: ignore[no-untyped-call]
-                self._call_timeout,
-            )
-        if not isinstance(res, list) or not res or not isinstance(res[0], bytes):
+            async with asyncio.timeout(self._call_timeout):
+                res = await self.client.evalsha(self._sha, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
+        if not isinstance(res, bytes) or len(res) < 8:
             raise RedisError("unexpected reply from the fraud script")
         return res
 

@@ -18,12 +18,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
 from antifraud.features import FEATURE_NAMES
 
 MODEL_FORMAT = "smsgw-antifraud-linear/1"
+_SECOND = itemgetter(1)
 DEFAULT_MODEL = "models/default.json"
 
 
@@ -80,7 +82,7 @@ class LinearScorer:
     def contributions(self, x: Sequence[float]) -> list[tuple[str, float]]:
         rows = zip(self.features, self.weights, x, self.mean, strict=True)
         parts = [(f, w * (v - m)) for f, w, v, m in rows]
-        parts.sort(key=lambda p: p[1], reverse=True)
+        parts.sort(key=_SECOND, reverse=True)
         return parts
 
 

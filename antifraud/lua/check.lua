@@ -7,8 +7,9 @@ local schemas = {} --@SCHEMAS@--
 --
 -- KEYS: every key the plan touches, deduplicated; operations refer to them by 1-based index.
 -- ARGV[1]: the plan's numbers, little-endian doubles (struct; cmsgpack is 5-15x slower on nested
--- tables); ARGV[2..]: its strings, referred to by 0-based index. The numbers, in order, each
--- section starting with its count n:
+-- tables); ARGV[2]: its strings, concatenated; ARGV[3]: their byte lengths, as doubles. Strings are
+-- referred to by 0-based index (one argument each would cost the client more than the script).
+-- The numbers, in order, each section starting with its count n:
 --   now, count(0|1)
 --   templates : n, then each: m, pos, delta, ... (m pairs)   deltas shared by the add operations
 --   fieldsets : n, then each: m, string index ...            field lists shared by flag reads
@@ -23,9 +24,10 @@ local schemas = {} --@SCHEMAS@--
 --   rpushes   : n, then each: key, string, maxlen, ttl
 -- Records are stored as packed doubles {t, v0, v1, ...} and short lists as MessagePack arrays of
 -- strings, each one value (GET / SET PX). A rate-limit window has two slots (bucket parity) holding
--- bucket * 2^20 + count. Returns {numbers, lists..., flags...}: numbers = packed doubles
--- [nhits, (limit index, window, limit, wait)*, reads in order]; then per recent list its length
--- and entries; then every flag value ('' when missing).
+-- bucket * 2^20 + count. Returns ONE string (one bulk reply is far cheaper for the client to parse
+-- than an array): a double N, then N doubles [nhits, (limit index, window, limit, wait)*, reads in
+-- order, then per recent list its length m and its m entries' byte lengths, then every flag
+-- value's byte length ('' when missing)], then the entries and flag values, concatenated.
 
 local exp, floor, call = math.exp, math.floor, redis.call
 local spack, sunpack, srep = struct.pack, struct.unpack, string.rep
@@ -35,7 +37,19 @@ local raw = ARGV[1]
 local nums = {sunpack('<' .. srep('d', #raw / 8), raw)}
 local i = 0
 local function num() i = i + 1; return nums[i] end
-local function str(ix) return ARGV[ix + 2] end
+local strs = {}
+do
+  local lens, blob = ARGV[3], ARGV[2]
+  if #lens > 0 then
+    local ls = {sunpack('<' .. srep('d', #lens / 8), lens)}
+    local pos = 1
+    for j = 1, #ls - 1 do  -- struct.unpack returns the next position last
+      strs[j] = string.sub(blob, pos, pos + ls[j] - 1)
+      pos = pos + ls[j]
+    end
+  end
+end
+local function str(ix) return strs[ix + 1] end
 
 local now, count = num(), num() == 1
 
@@ -200,9 +214,12 @@ for li = 1, num() do
     end
   end
 end
+local function packed(nums, texts)
+  return spack('<d', #nums) .. spack('<' .. srep('d', #nums), unpack(nums)) .. table.concat(texts)
+end
 if out[1] > 0 then
   flush()
-  return {spack('<' .. srep('d', #out), unpack(out))}
+  return packed(out, {})
 end
 
 -- 3. reads (the state before this request)
@@ -211,18 +228,25 @@ for _ = 1, num() do
   local st = load(k, schema)
   for j = 2, #schemas[schema + 1] + 1 do out[#out + 1] = st[j] end
 end
-local reply = {}
+local texts = {}
 for _ = 1, num() do
   local k, n = num(), num()
   local got = recent_list(k)
   local m = math.min(n, #got)
-  reply[#reply + 1] = m
-  for j = 1, m do reply[#reply + 1] = got[j] end
+  out[#out + 1] = m
+  for j = 1, m do
+    out[#out + 1] = #got[j]
+    texts[#texts + 1] = got[j]
+  end
 end
 for _ = 1, num() do
   local k, names = num(), fieldsets[num() + 1]
   local v = call('HMGET', KEYS[k], unpack(names))
-  for j = 1, #names do reply[#reply + 1] = v[j] or '' end
+  for j = 1, #names do
+    local x = v[j] or ''
+    out[#out + 1] = #x
+    texts[#texts + 1] = x
+  end
 end
 
 -- 4. count this request
@@ -252,5 +276,4 @@ if count then
     call('PEXPIRE', KEYS[k], floor(ttl * 1000))
   end
 end
-table.insert(reply, 1, spack('<' .. srep('d', #out), unpack(out)))
-return reply
+return packed(out, texts)

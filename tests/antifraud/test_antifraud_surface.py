@@ -31,6 +31,7 @@ def test_the_public_surface_is_pinned() -> None:
             "LinearScorer",
             "MemoryFraudBackend",
             "ModelError",
+            "NumberInfo",
             "Reason",
             "RedisFraudBackend",
             "RulesOnlyScorer",
@@ -38,6 +39,7 @@ def test_the_public_surface_is_pinned() -> None:
             "TenantPolicy",
             "load_scorer",
             "mask_e164",
+            "number_info",
             "parse_country_list",
         ]
     )
