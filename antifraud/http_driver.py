@@ -12,15 +12,19 @@ driver call         what goes over the wire
                     anything else → ``error`` (e.g. 422 ``template_not_registered``), kept apart
 ``verified``        the code read from the sim-carrier's inbox (``GET /inbox?to=``, the first message
                     received after the request), then ``POST /v1/otp/{id}/verify``
-``delivery_failed`` not played: the sim-carrier cannot fail one chosen message (see below); counted
-``probe``           not played: the gateway has no dry-run check endpoint; counted (windows never probe)
+``delivery_failed`` the sim-carrier's ``POST /fail {"to"}``: the receipt it still holds for that number
+                    becomes a ``failed`` receipt, posted to the gateway before the answer
+                    ``{"switched": n}``; n = 0 (the receipt was already sent) counts as missed
+``probe``           ``POST /v1/fraud/check`` (same body as ``/v1/otp``): the send path's decision as a dry
+                    run, nothing counted; answers the ``action``
 ==================  ========================================================================================
 
-A failed delivery reaches the gateway only as a ``failed`` receipt from the carrier, which the
-sim-carrier draws at random (``--undeliverable-rate``) for whole runs; its receipt token is derived from
-the gateway's master key and a ``delivered`` receipt sent first cannot be overturned. Playing the
-simulator's failures (route outage L10, landlines) needs a sim-carrier knob that marks a destination
-undeliverable before the request is sent.
+A failed delivery reaches the gateway only as a ``failed`` receipt from the carrier, as in service: the
+gateway applies it (``smsgw_messages_total{status="failed"}``) and tells anti-fraud
+(``record_delivery_failed``). The simulator decides a failure 2–20 s after the send, so the sim-carrier
+must hold its receipts longer than that (``smsgw sim-carrier --receipt-delay-ms 25000``,
+:data:`RECEIPT_DELAY_NEEDED_MS`); the run reads the sim's knobs from its ``/stats`` and the report says
+when failures were missed.
 
 :func:`run_http` plays a :class:`~antifraud.simulate.WindowConfig` (a SHORT window at per-second rates,
 never hours compressed into seconds) through the driver, reads the gateway's ``/metrics`` before and
@@ -47,6 +51,7 @@ from antifraud.decision import FraudRequest
 from antifraud.evaluate import FamilyFigures, LegitFigures, stop_index
 from antifraud.simulate import (
     ATTACK_FAMILIES,
+    DECISIONS,
     HIGH_COST,
     MID_COST,
     Answer,
@@ -60,6 +65,7 @@ from antifraud.simulate import (
 )
 
 CHALLENGE_TOKEN = "sim-captcha-passed"  # what a tenant's backend passes after its own CAPTCHA check
+RECEIPT_DELAY_NEEDED_MS = 25_000.0  # the simulator decides a failure up to 20 s after the send
 _CODE = re.compile(r"(?<!\d)(\d{4,10})(?!\d)")
 
 
@@ -148,8 +154,10 @@ class HttpStats:
     rate_limited: int = 0  # 429s of any source (smsgw_rate_limited_total)
     verify: Counter[str] = field(default_factory=Counter)  # verified, incorrect_code, no_code, …
     latencies_ns: list[int] = field(default_factory=list)  # whole POST /v1/otp, client side
-    failures_not_played: int = 0
-    probes_not_played: int = 0
+    failures_played: int = 0  # delivery failures the sim-carrier turned into failed receipts
+    failures_missed: int = 0  # … it could not: the receipt had been sent (or was never asked for)
+    receipts_failed: int = 0  # failed receipts posted by those (a number may hold several)
+    probes: Counter[str] = field(default_factory=Counter)  # POST /v1/fraud/check answers by action
     transport_errors: int = 0
 
 
@@ -183,15 +191,7 @@ class HttpDriver:
         return {"Authorization": f"Bearer {self.keys[tenant]}"}
 
     async def request(self, req: FraudRequest) -> Answer:
-        body: dict[str, str] = {"to": req.e164}
-        if req.client_ip:
-            body["client_ip"] = req.client_ip
-        if req.device_id:
-            body["device_id"] = req.device_id
-        if req.session_id:
-            body["session_id"] = req.session_id
-        if req.challenge_passed:
-            body["challenge_token"] = CHALLENGE_TOKEN
+        body = request_body(req)
         sent_at = self.clock()
         t0 = time.perf_counter_ns()
         try:
@@ -274,11 +274,51 @@ class HttpDriver:
         return str(err.get("code")) if isinstance(err, dict) and err.get("code") else f"http_{r.status}"
 
     async def delivery_failed(self, sent: Sent, at: float) -> None:
-        self.stats.failures_not_played += 1
+        """The carrier learns the message was not delivered: its held receipt becomes a failed one."""
+        try:
+            async with self.session.post(f"{self.sim_carrier}/fail", json={"to": sent.req.e164}) as r:
+                payload: Any = await r.json(content_type=None) if r.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            payload = None
+        n = payload.get("switched") if isinstance(payload, dict) else None
+        if not isinstance(n, int):
+            self.stats.transport_errors += 1
+            self.stats.failures_missed += 1
+        elif n > 0:
+            self.stats.failures_played += 1
+            self.stats.receipts_failed += n
+        else:
+            self.stats.failures_missed += 1
 
     async def probe(self, req: FraudRequest) -> str:
-        self.stats.probes_not_played += 1
-        return "unknown"
+        """What ``POST /v1/otp`` would answer now, counting nothing (``POST /v1/fraud/check``);
+        "error" when the gateway gave no decision."""
+        try:
+            async with self.session.post(
+                f"{self.gateway}/v1/fraud/check", json=request_body(req), headers=self._auth(req.tenant_id)
+            ) as r:
+                payload: Any = await r.json(content_type=None) if r.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            self.stats.transport_errors += 1
+            payload = None
+        action = payload.get("action") if isinstance(payload, dict) else None
+        out = action if isinstance(action, str) and action in DECISIONS else "error"
+        self.stats.probes[out] += 1
+        return out
+
+
+def request_body(req: FraudRequest) -> dict[str, str]:
+    """The JSON body of ``POST /v1/otp`` and ``POST /v1/fraud/check`` for one simulated request."""
+    body: dict[str, str] = {"to": req.e164}
+    if req.client_ip:
+        body["client_ip"] = req.client_ip
+    if req.device_id:
+        body["device_id"] = req.device_id
+    if req.session_id:
+        body["session_id"] = req.session_id
+    if req.challenge_passed:
+        body["challenge_token"] = CHALLENGE_TOKEN
+    return body
 
 
 # ---- the gateway's own counters ------------------------------------------------------------------
@@ -292,6 +332,7 @@ class GatewayCounters:
     rate_limited: float  # smsgw_rate_limited_total, all scopes
     otp_sent: float  # smsgw_otp_sent_total of the run's tenants
     otp_verified: float  # smsgw_otp_verified_total of the run's tenants
+    failed: float = 0.0  # smsgw_messages_total{status="failed"}, all countries and routes
 
     def minus(self, before: GatewayCounters) -> GatewayCounters:
         keys = set(self.fraud) | set(before.fraud)
@@ -300,13 +341,14 @@ class GatewayCounters:
             self.rate_limited - before.rate_limited,
             self.otp_sent - before.otp_sent,
             self.otp_verified - before.otp_verified,
+            self.failed - before.failed,
         )
 
 
 def parse_counters(text: str, tenant_ids: Sequence[str]) -> GatewayCounters:
     """The counters from a Prometheus text exposition."""
     fraud: dict[str, float] = {}
-    limited = sent = verified = 0.0
+    limited = sent = verified = failed = 0.0
     tenants = set(tenant_ids)
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
@@ -319,13 +361,26 @@ def parse_counters(text: str, tenant_ids: Sequence[str]) -> GatewayCounters:
                 sent += s.value
             elif s.name == "smsgw_otp_verified_total" and s.labels.get("tenant") in tenants:
                 verified += s.value
-    return GatewayCounters(fraud, limited, sent, verified)
+            elif s.name == "smsgw_messages_total" and s.labels.get("status") == "failed":
+                failed += s.value
+    return GatewayCounters(fraud, limited, sent, verified, failed)
 
 
 async def scrape(session: aiohttp.ClientSession, gateway: str, tenant_ids: Sequence[str]) -> GatewayCounters:
     async with session.get(f"{gateway.rstrip('/')}/metrics") as r:
         r.raise_for_status()
         return parse_counters(await r.text(), tenant_ids)
+
+
+async def sim_receipt_delay(session: aiohttp.ClientSession, sim_carrier: str) -> float | None:
+    """The sim-carrier's receipt delay in ms, from its ``/stats`` (None when it does not say)."""
+    try:
+        async with session.get(f"{sim_carrier.rstrip('/')}/stats") as r:
+            stats: Any = await r.json(content_type=None) if r.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    delay = stats.get("receipt_delay_ms") if isinstance(stats, dict) else None
+    return float(delay) if isinstance(delay, int | float) else None
 
 
 # ---- a run ------------------------------------------------------------------------------------------
@@ -342,6 +397,7 @@ class HttpRun:
     counters: GatewayCounters  # delta of the gateway's counters over the run
     wall_seconds: float
     gateway: str
+    receipt_delay_ms: float | None = None  # the sim-carrier's, read from its /stats before the run
 
 
 def countries_touched(window: WindowConfig) -> list[str]:
@@ -382,6 +438,7 @@ async def run_http(
         for cc in countries_touched(window):
             mobile_blocks(cc)
         before = await scrape(s, gateway, list(tenants.values()))
+        delay = await sim_receipt_delay(s, sim_carrier)
         driver = HttpDriver(s, gateway, sim_carrier, keys, clock=clock)
         t0 = clock()
         sim = Simulation.for_window(window, driver, t0 + 0.5)
@@ -391,7 +448,7 @@ async def run_http(
     finally:
         if own:
             await s.close()
-    return HttpRun(window, result, driver.stats, tenants, after.minus(before), wall, gateway)
+    return HttpRun(window, result, driver.stats, tenants, after.minus(before), wall, gateway, delay)
 
 
 # ---- the report ------------------------------------------------------------------------------------
@@ -407,11 +464,14 @@ class HttpFigures:
     sent_legit: int
     sessions: int
     lost: int
+    outage: LegitFigures = field(default_factory=LegitFigures)  # real users there, from its start on
+    baselines: dict[str, str] = field(default_factory=dict)  # campaign → probe answer before it began
 
 
 def figures(res: SimResult) -> HttpFigures:
     fams: dict[str, FamilyFigures] = {}
-    legit, passed = LegitFigures(), LegitFigures()
+    legit, passed, outage = LegitFigures(), LegitFigures(), LegitFigures()
+    l10 = [ep for ep in res.episodes if ep.kind.startswith("L10")]
     errors: Counter[str] = Counter()
     reasons: dict[str, Counter[str]] = {"legit": Counter(), "attack": Counter()}
     by_campaign: dict[str, list[Row]] = {}
@@ -425,6 +485,8 @@ def figures(res: SimResult) -> HttpFigures:
         if r.who in ("legit", "collateral"):
             (passed if r.challenge_passed else legit).add(r.action)
             sent_legit += r.sent
+            if any(ep.country == r.country and r.t >= ep.start for ep in l10):
+                outage.add(r.action)
         elif r.who != "typo":
             f = fams.setdefault(r.who, FamilyFigures())
             f.requests += 1
@@ -439,11 +501,27 @@ def figures(res: SimResult) -> HttpFigures:
         f.leaks.append(sum(sent for _, sent, _ in seq[:stop]))
         f.totals.append(sum(sent for _, sent, _ in seq))
         f.stops.append(seq[stop][0] - seq[0][0] if stop < len(seq) else float("inf"))
-    return HttpFigures(fams, legit, passed, errors, reasons, sent_legit, res.sessions, res.sessions_lost)
+    baselines: dict[str, str] = {}
+    for p in res.probes:  # one per probed campaign: released (when) or not within the run
+        camp = res.campaigns[p.campaign]
+        baselines[camp.id] = camp.baseline
+        fams.setdefault(camp.family, FamilyFigures()).releases.append(
+            p.t - camp.end if p.action == "released" else float("inf")
+        )
+    return HttpFigures(
+        fams, legit, passed, errors, reasons, sent_legit, res.sessions, res.sessions_lost, outage, baselines
+    )
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
+
+
+def _release(f: FamilyFigures) -> float | str | None:
+    """Seconds from a campaign's last request to its release; "not within the run"; None: not probed."""
+    if not f.releases:
+        return None
+    return round(f.releases[0], 1) if math.isfinite(f.releases[0]) else "not within the run"
 
 
 def _q(xs: list[int], q: float) -> float:
@@ -465,6 +543,7 @@ def agreement(run: HttpRun) -> list[tuple[str, float, float]]:
         ("smsgw_rate_limited_total", st.rate_limited, c.rate_limited),
         ("smsgw_otp_sent_total (run's tenants)", st.answers["202"], c.otp_sent),
         ("smsgw_otp_verified_total (run's tenants)", st.verify["verified"], c.otp_verified),
+        ('smsgw_messages_total{status="failed"}', st.receipts_failed, c.failed),
     ]
 
 
@@ -487,6 +566,7 @@ def summary(run: HttpRun) -> dict[str, Any]:
                 "refused_cost": round(f.blocked_cost, 4),
                 "leaked": f.leaks[0] if f.leaks else 0,
                 "stop_seconds": f.stops[0] if f.stops and math.isfinite(f.stops[0]) else None,
+                "release_seconds": _release(f),
             }
             for fam, f in sorted(fig.families.items(), key=lambda kv: ATTACK_FAMILIES.index(kv[0]))
         },
@@ -511,7 +591,27 @@ def summary(run: HttpRun) -> dict[str, Any]:
             "p99": round(_q(lat, 0.99), 2),
             "max": round(_q(lat, 1.0), 2),
         },
-        "failures_not_played": run.stats.failures_not_played,
+        "delivery_failures": {
+            "played": run.stats.failures_played,
+            "missed": run.stats.failures_missed,
+            "failed_receipts": run.stats.receipts_failed,
+            "sim_receipt_delay_ms": run.receipt_delay_ms,
+        },
+        "outage": [
+            {
+                "country": ep.country,
+                "start": round(ep.start - run.result.config.start, 1),
+                "seconds": ep.end - ep.start,
+            }
+            for ep in run.result.episodes
+            if ep.kind.startswith("L10")
+        ],
+        "outage_users": {
+            "requests": fig.outage.requests,
+            "blocked": fig.outage.blocked,
+            "challenged": fig.outage.challenged,
+        },
+        "probes": dict(run.stats.probes),
         "counters": [{"counter": n, "driver": a, "gateway": b} for n, a, b in agreement(run)],
     }
 
@@ -534,8 +634,13 @@ def report_http(run: HttpRun) -> str:
     out("")
     out("## Pumping refused (429, 403, and 428 not passed), SMS leaked before stop")
     out("")
-    out("| family | requests | refused by count / by cost | SMS sent | leaked before stop | time to stop |")
-    out("| --- | --- | --- | --- | --- | --- |")
+    probed = w.probe_every > 0
+    rel_head, rel_rule = (" time to release |", " --- |") if probed else ("", "")
+    out(
+        "| family | requests | refused by count / by cost | SMS sent | leaked before stop | time to stop |"
+        + rel_head
+    )
+    out("| --- | --- | --- | --- | --- | --- |" + rel_rule)
     tot = FamilyFigures()
     for fam in ATTACK_FAMILIES:
         f = fig.families.get(fam)
@@ -545,14 +650,27 @@ def report_http(run: HttpRun) -> str:
             setattr(tot, k, getattr(tot, k) + getattr(f, k))
         tot.leaks += f.leaks
         stop = f.stops[0] if f.stops else float("inf")
+        rel = _release(f)
+        rel_cell = (
+            " - |" if rel is None else f" {rel if isinstance(rel, str) else f'{rel:.0f} s'} |"
+        ) * probed
         out(
             f"| {fam} | {f.requests} | {_pct(f.blocked_count)} / {_pct(f.blocked_cost)} | {f.sent} | "
             f"{f.leaks[0] if f.leaks else 0} | {'not stopped' if math.isinf(stop) else f'{stop:.0f} s'} |"
+            + rel_cell
         )
     out(
         f"| **all** | {tot.requests} | {_pct(tot.blocked_count)} / {_pct(tot.blocked_cost)} | {tot.sent} | "
-        f"max {max(tot.leaks, default=0)} | |"
+        f"max {max(tot.leaks, default=0)} | |" + " |" * probed
     )
+    if probed:
+        out("")
+        out(
+            f"Time to release: after each campaign's last request, `POST /v1/fraud/check` (a dry run, "
+            f"nothing counted) every {w.probe_every:g} s for a real user in its range, until answered "
+            f'`allow` or as before the campaign; "not within the run" when the tail ended first. '
+            "Probe answers: " + (", ".join(f"{k} {n}" for k, n in sorted(st.probes.items())) or "none")
+        )
     out("")
     out("## Real users")
     out("")
@@ -573,8 +691,24 @@ def report_http(run: HttpRun) -> str:
             "- refused before anti-fraud (not counted above): "
             + ", ".join(f"{k} {n}" for k, n in fig.errors.most_common())
         )
-    if st.failures_not_played:
-        out(f"- delivery failures the simulator wanted but could not play: {st.failures_not_played}")
+    if fig.outage.requests:
+        ol = fig.outage
+        ep = next(e for e in run.result.episodes if e.kind.startswith("L10"))
+        out(
+            f"- L10 route outage in {ep.country} ({ep.end - ep.start:.0f} s from second "
+            f"{ep.start - run.result.config.start:.0f}): real users there from its start on: {ol.requests} "
+            f"requests, blocked {ol.blocked}, challenged {ol.challenged}"
+        )
+    if st.failures_played or st.failures_missed:
+        out(
+            f"- delivery failures played as failed receipts: {st.failures_played} "
+            f"({st.receipts_failed} receipts); missed (the receipt was already sent): {st.failures_missed}"
+        )
+    if st.failures_missed and (run.receipt_delay_ms or 0.0) < RECEIPT_DELAY_NEEDED_MS:
+        out(
+            f"- the sim-carrier sends receipts after {run.receipt_delay_ms} ms; to play every failure, "
+            f"start it with `smsgw sim-carrier --receipt-delay-ms {RECEIPT_DELAY_NEEDED_MS:.0f}`"
+        )
     for who, label in (("legit", "real users"), ("attack", "attacks")):
         top = fig.reasons[who].most_common(6)
         if top:

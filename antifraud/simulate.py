@@ -56,6 +56,7 @@ DAY = 86400.0
 HOUR = 3600.0
 EPOCH = 1_772_409_600.0  # 2026-03-02 00:00 UTC, a Monday
 OTP_TTL = 300.0
+DECISIONS = ("allow", "challenge", "block", "rate_limited")  # what a driver's probe may answer
 ATTACK_FAMILIES = ("A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8", "A9", "A10", "A11", "A12")
 HIGH_COST = ("UZ", "KG", "TJ", "AZ", "LB", "LY", "IQ", "MM", "LK", "KZ")
 MID_COST = ("NG", "PK", "BD", "EG", "ID", "VN", "GH", "NP", "RU")
@@ -265,6 +266,12 @@ class WindowConfig:
     ``attack_after`` × ``seconds`` of real users only. New sessions and attack requests start inside
     the window; for ``tail`` seconds after it, sessions already begun go on (verifications, a retry
     after a challenge). There is no history: every tenant starts cold.
+
+    Opt-in, as in service: ``outage_at`` (a share of the window) starts an L10 route outage in
+    ``outage_country`` ("" = the first tenant's busiest destination) for ``outage_seconds``, in which
+    ``outage_share`` of real users' deliveries fail (the driver hears of each 2–20 s after the send);
+    ``probe_every`` > 0 asks every so many seconds after each campaign's last request, as a dry run,
+    whether a real user in its range would be let through again, until released or the run ends.
     """
 
     seed: int
@@ -275,12 +282,23 @@ class WindowConfig:
     attack_after: float = 0.25
     tail: float = 30.0
     exclude_countries: tuple[str, ...] = ()  # destinations the gateway refuses before anti-fraud
+    outage_at: float | None = None  # L10: share of the window when the route outage starts; None: none
+    outage_seconds: float = 30.0
+    outage_share: float = 0.5  # of real users' deliveries that fail during the outage
+    outage_country: str = ""  # "" = the first tenant's busiest destination
+    probe_every: float = 0.0  # seconds between release probes after a campaign; 0: no probes
 
     def __post_init__(self) -> None:
         if self.seconds <= 0 or self.legit_rate < 0 or self.tail < 0 or self.tenants < 1:
             raise ValueError("seconds > 0, legit_rate ≥ 0, tail ≥ 0 and at least one tenant")
         if not 0.0 <= self.attack_after < 1.0:
             raise ValueError("attack_after is a share of the window, in [0, 1)")
+        if self.outage_at is not None and not (
+            0.0 <= self.outage_at < 1.0 and self.outage_seconds > 0 and 0.0 < self.outage_share <= 1.0
+        ):
+            raise ValueError("outage_at in [0, 1), outage_seconds > 0 and outage_share in (0, 1]")
+        if self.probe_every < 0:
+            raise ValueError("probe_every is seconds between probes, ≥ 0 (0: no probes)")
         unknown = sorted(set(self.families) - set(ATTACK_FAMILIES))
         if unknown:
             raise ValueError(f"unknown attack families {unknown}; known: {', '.join(ATTACK_FAMILIES)}")
@@ -482,6 +500,18 @@ class Simulation:
             start = first + arng.uniform(0.0, spread)
             agent = _Attacker(self, f"{fam}-0", fam, random.Random(arng.getrandbits(32)), start)
             self.at(start, agent.begin)
+        if w.outage_at is not None:
+            cc = w.outage_country or self.tenants[0].countries[0][0]
+            s = self.t0 + w.outage_at * w.seconds
+            self._outage[cc] = (s, s + w.outage_seconds, w.outage_share)
+            self.result.episodes.append(
+                Episode(f"L10 outage {w.outage_share:.0%}", "*", cc, s, s + w.outage_seconds)
+            )
+
+    @property
+    def probes_on(self) -> bool:
+        """Release probes: every minute over days; in a window only when asked (``probe_every``)."""
+        return self.window is None or self.window.probe_every > 0
 
     async def play(
         self,
@@ -777,23 +807,28 @@ class Simulation:
 
     def probe_release(self, camp: Campaign) -> None:
         """After a campaign's last request, ask every minute (a dry run, nothing counted) whether a
-        real user in its range would be let through, until allowed or for 6 h."""
-        if not camp.target or self.window is not None:  # a window is too short to see a release
+        real user in its range would be let through (allowed, or answered as before the campaign),
+        until so or for 6 h. A window asks every ``probe_every`` seconds until its tail ends; "never"
+        there means not within the run."""
+        if not camp.target or not self.probes_on:
             return
+        w = self.window
+        every = 60.0 if w is None else w.probe_every
+        last = self.window_end + w.tail if w is not None else math.inf
 
         def probe(i: int) -> Callable[[], Awaitable[None]]:
             async def go() -> None:
                 action = await self.driver.probe(self.release_probe(camp, i))
-                released = action in ("allow", camp.baseline)
-                if released or i >= 360:
+                released = action == "allow" or (action == camp.baseline and action in DECISIONS)
+                if released or i >= 360 or self._now + every > last:
                     outcome = "released" if released else "never"
                     self.result.probes.append(Probe(camp.id, self._now, outcome))
                 else:
-                    self.at(self._now + 60.0, probe(i + 1))
+                    self.at(self._now + every, probe(i + 1))
 
             return go
 
-        self.at(camp.end + 60.0, probe(1))
+        self.at(camp.end + every, probe(1))
 
     def release_probe(self, camp: Campaign, i: int) -> FraudRequest:
         """A real user's request in the campaign's target range (a fresh number, IP and device)."""
@@ -860,7 +895,7 @@ class _Attacker:
         self._configure()
         assert self.camp is not None
         self.sim.result.campaigns[self.id] = self.camp
-        if self.camp.target and self.sim.window is None:
+        if self.camp.target and self.sim.probes_on:
             self.camp.baseline = await self.sim.driver.probe(self.sim.release_probe(self.camp, 0))
         await self.step()
 

@@ -2,13 +2,16 @@
 
 The gateway (``smsgw serve``) and the sim-carrier run as processes on free ports, on the memory state
 backend and on Redis; tenants are created with ``smsgw tenant create`` (fraud mode enforce). A short
-window (real users at per-second rates, a sequential and a shuffled sweep) is played by the paced player
-through :class:`HttpDriver`; real users verify with the code read from the sim-carrier's inbox. The
-window planner and the player are also tested alone (run until idle, and paced on the wall clock)."""
+window (real users at per-second rates, a sequential and a shuffled sweep, an L10 route outage, release
+probes) is played by the paced player through :class:`HttpDriver`; real users verify with the code read
+from the sim-carrier's inbox, failed deliveries become failed receipts (the sim holds its receipts 25 s)
+and probes ask ``POST /v1/fraud/check``. The window planner and the player are also tested alone (run
+until idle, and paced on the wall clock)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -101,8 +104,11 @@ def test_counters_are_read_from_the_exposition_text() -> None:
 class Recorder:
     """Sends everything; remembers when each request was played and how many were in flight."""
 
-    def __init__(self, hold: float = 0.0) -> None:
+    def __init__(self, hold: float = 0.0, probe_answers: list[str] | None = None) -> None:
         self.hold = hold
+        self.failed: list[tuple[FraudRequest, float]] = []
+        self.probe_answers = probe_answers  # answered in turn, then "challenge"
+        self.probed: list[FraudRequest] = []
         self.requests: list[tuple[FraudRequest, float]] = []
         self.verified_at: list[float] = []
         self.inflight = 0
@@ -121,17 +127,22 @@ class Recorder:
         self.verified_at.append(at)
 
     async def delivery_failed(self, sent: Sent, at: float) -> None:
-        return None
+        self.failed.append((sent.req, at))
 
     async def probe(self, req: FraudRequest) -> str:
-        raise AssertionError("a window never probes")
+        if self.probe_answers is None:
+            raise AssertionError("a window without probe_every never probes")
+        self.probed.append(req)
+        return self.probe_answers.pop(0) if self.probe_answers else "challenge"
 
 
 ORIGIN = 1_800_000_000.0
 
 
-async def _planned(window: WindowConfig, origin: float = ORIGIN) -> tuple[Simulation, Recorder]:
-    drv = Recorder()
+async def _planned(
+    window: WindowConfig, origin: float = ORIGIN, drv: Recorder | None = None
+) -> tuple[Simulation, Recorder]:
+    drv = drv or Recorder()
     sim = Simulation.for_window(window, drv, origin)
     await sim.play(sim.window_end + window.tail, clock=time.time, pace=False)
     return sim, drv
@@ -170,6 +181,59 @@ def test_a_window_refuses_nonsense() -> None:
         WindowConfig(seed=1, seconds=0)
     with pytest.raises(ValueError):
         WindowConfig(seed=1, attack_after=1.0)
+    for bad in (
+        {"outage_at": 1.0},
+        {"outage_at": 0.1, "outage_share": 0.0},
+        {"outage_at": 0.1, "outage_seconds": 0},
+    ):
+        with pytest.raises(ValueError, match="outage"):
+            WindowConfig(seed=1, **bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="probe_every"):
+        WindowConfig(seed=1, probe_every=-1.0)
+
+
+async def test_a_window_plays_an_outage_and_probes_for_release_when_asked() -> None:
+    w = WindowConfig(
+        seed=3,
+        seconds=40.0,
+        legit_rate=5.0,
+        tenants=2,
+        families=("A1", "A9"),
+        tail=60.0,
+        outage_at=0.25,
+        outage_seconds=10.0,
+        outage_share=1.0,
+        probe_every=5.0,
+    )
+    # the baseline probe (before the sweep) answers challenge, then: block, block, allow → released
+    drv = Recorder(probe_answers=["challenge", "block", "block", "allow"])
+    sim, _ = await _planned(w, drv=drv)
+    res = sim.result
+    (ep,) = res.episodes
+    assert (ep.kind, ep.start, ep.end) == ("L10 outage 100%", ORIGIN + 10.0, ORIGIN + 20.0)
+    assert ep.country == sim.tenants[0].countries[0][0], "the first tenant's busiest destination"
+    in_outage = [r for r in res.rows if r.who == "legit" and r.country == ep.country and r.sent]
+    failing = [r for r in in_outage if ep.start <= r.t < ep.end]
+    assert len(failing) >= 3
+    # every delivery sent there during the outage fails, 2–20 s after its request, and nothing else does
+    assert len(drv.failed) == len(failing)
+    assert all(req.country == ep.country and 2.0 <= at - req.now <= 20.0 for req, at in drv.failed)
+    assert sorted(req.now for req, _ in drv.failed) == sorted(r.t for r in failing)
+    # A1 has a target range and is probed: baseline first, then every 5 s after its last request
+    camp = res.campaigns["A1-0"]
+    assert camp.baseline == "challenge"
+    (probe,) = res.probes
+    assert (probe.campaign, probe.action) == ("A1-0", "released")
+    assert probe.t == pytest.approx(camp.end + 15.0), "released at the third probe, on the 5 s grid"
+    assert all(p.e164.startswith(camp.target) for p in drv.probed), "real users in the swept block"
+    assert "A9-0" not in {p.campaign for p in res.probes}, "SMS bombing has no range to release"
+    # never released within the run: one "never" at the last probe before the tail ends
+    drv2 = Recorder(probe_answers=["allow"])  # allowed before, refused ever after
+    sim2, _ = await _planned(dataclasses.replace(w, families=("A1",)), drv=drv2)
+    (p2,) = sim2.result.probes
+    camp2 = sim2.result.campaigns["A1-0"]
+    assert p2.action == "never" and sim2.window_end + w.tail - 5.0 < p2.t <= sim2.window_end + w.tail
+    assert len(drv2.probed) == 1 + round((p2.t - camp2.end) / 5.0)
 
 
 async def test_the_paced_player_plays_each_event_on_time_with_bounded_concurrency() -> None:
@@ -224,6 +288,10 @@ WINDOW = WindowConfig(
     attack_after=0.2,
     tail=6.0,
     exclude_countries=("CN", "IN", "VN"),
+    outage_at=0.0,  # L10 over the whole window: every delivery to the busiest destination fails
+    outage_seconds=9.0,
+    outage_share=1.0,
+    probe_every=2.0,
 )
 
 
@@ -232,7 +300,7 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Procs,
     env = {"REDIS_URL": request.getfixturevalue("redis_url")} if request.param == "redis" else {}
     procs = Procs(tmp_path, env=env)
     try:
-        sim_port = procs.sim_carrier()
+        sim_port = procs.sim_carrier("--receipt-delay-ms", "25000")  # failures are decided within 20 s
         port = free_port()
         procs.gateway(port, sim_config(port, sim_port))
         sim = f"http://127.0.0.1:{sim_port}"
@@ -285,9 +353,26 @@ async def test_a_short_window_through_the_real_gateway(rig: tuple[Procs, str, st
     assert c.otp_verified == st.verify["verified"]
     assert sum(st.answers.values()) == len(run.result.rows) == len(st.latencies_ns)
 
+    # L10: the failures the simulator decided became failed receipts the gateway applied and counted
+    (ep,) = run.result.episodes
+    assert run.receipt_delay_ms == 25000.0
+    assert st.failures_played >= 2 and st.failures_missed == 0, (st.failures_played, st.failures_missed)
+    assert c.failed == st.receipts_failed >= st.failures_played
+    stats = get_json(f"{sim}/stats")
+    assert stats["receipts_switched"] == st.receipts_failed and stats["receipts_sent"] >= st.receipts_failed
+    assert fig.outage.requests >= 5 and fig.outage.blocked == 0, "an outage is not pumping"
+
+    # release probes: a dry run each, so the decision counters above still equal the client's answers
+    probed = run.result.probes
+    assert {p.campaign for p in probed} <= {"A1-0", "A2-0"} and probed, run.result.probes
+    assert sum(st.probes.values()) >= 2 * len(probed), "a baseline and at least one probe per campaign"
+    assert "error" not in st.probes, st.probes
+    assert set(fig.baselines.values()) <= {"allow", "challenge"}, "a real user before the sweep"
+
     text = report_http(run)
     assert "SHORT real-time run" in text and "| A1 |" in text and "(differs)" not in text
     assert "first reasons given to attacks: " in text
+    assert f"L10 route outage in {ep.country}" in text and "time to release" in text
 
 
 def test_the_simulate_command_prints_the_figures(tmp_path: Path) -> None:
