@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -58,6 +58,7 @@ from antifraud.features import (
 )
 from antifraud.geo import LocalClock, country_info, is_permitted
 from antifraud.limits import (
+    Erasure,
     FlagRead,
     FraudBackend,
     HashAdd,
@@ -773,6 +774,48 @@ class FraudEngine:
     async def flush(self, now: float | None = None) -> None:
         """Apply queued corrections now (run-until-idle for tests and idle processes)."""
         await self.backend.flush(self.clock() if now is None else now, self.schemas)
+
+    # ---- erasure -------------------------------------------------------------------------------------
+
+    async def forget(self, e164: str, *, tenant_ids: Iterable[str] | None = None) -> int:
+        """Erase what the engine keeps about one phone number (a data subject's erasure): its
+        per-number counters and rate-limit windows (for every tenant, or only ``tenant_ids``) and its
+        place in the recent-neighbours list of its 10k block, on the shared backend and the local
+        fallback, including corrections still queued. Returns how many keys and list entries were
+        removed.
+
+        Range counters (digit prefixes, never a whole number), the masked decisions log and admin
+        allow/block entries stay: they are about ranges, or decisions an administrator made.
+        Without ``tenant_ids`` the Redis backend SCANs the keyspace (an admin operation, not the
+        request path)."""
+        info = number_info(e164)
+        num_hash = self.keys.hash(info.e164)
+        self._hashes.pop(info.e164, None)
+        await self.flush()
+        k = self.keys
+        if tenant_ids is None:
+            erasure = Erasure(
+                matching=(
+                    (f"{k.prefix}n:", ":" + num_hash),
+                    (f"{k.prefix}lim:number:", ":" + num_hash),
+                ),
+            )
+        else:
+            tenants = tuple(tenant_ids)
+            erasure = Erasure(
+                keys=(
+                    *(k.number(t, num_hash) for t in tenants),
+                    *(k.limit("number", t, num_hash) for t in tenants),
+                )
+            )
+        erasure.entries = ((k.sweep(info.p4), str(info.suffix4)),)
+        removed = await self.backend.erase(erasure)
+        log.warning(
+            "antifraud: erased the state of %s (%d keys and entries)",
+            mask_e164(info.e164, info.country_code or None),
+            removed,
+        )
+        return removed
 
     # ---- admin --------------------------------------------------------------------------------------
 

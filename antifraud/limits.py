@@ -135,6 +135,32 @@ class Snapshot:
 
 
 @dataclass(slots=True)
+class Erasure:
+    """Everything kept about one phone number (a data subject's erasure): exact keys, keys that start
+    with ``head`` and end with ``tail`` (one per tenant, when the tenants are not known), and entries
+    of short recent lists (``(key, value)``: entries ``"<value>:<time>"``)."""
+
+    keys: tuple[str, ...] = ()
+    matching: tuple[tuple[str, str], ...] = ()
+    entries: tuple[tuple[str, str], ...] = ()
+
+    def covers(self, key: str) -> bool:
+        return key in self.keys or any(key.startswith(h) and key.endswith(t) for h, t in self.matching)
+
+
+def without(pending: list[Settle], erasure: Erasure) -> list[Settle]:
+    """Queued corrections minus those that would write an erased key again."""
+    out = []
+    for ops in pending:
+        adds = tuple(a for a in ops.adds if not erasure.covers(a.key))
+        undos = tuple(u for u in ops.undos if not erasure.covers(u.key))
+        kept = Settle(adds, undos, ops.logs)
+        if kept:
+            out.append(kept)
+    return out
+
+
+@dataclass(slots=True)
 class BackendStats:
     checks: int = 0
     settles: int = 0
@@ -174,6 +200,11 @@ class FraudBackend(Protocol):
     async def delete(self, keys: list[str]) -> int: ...
 
     async def lrange(self, key: str, count: int) -> list[str]: ...
+
+    async def erase(self, erasure: Erasure) -> int:
+        """Remove what an :class:`Erasure` names, also from queued operations; how many keys and
+        list entries went."""
+        ...
 
     async def close(self) -> None: ...
 

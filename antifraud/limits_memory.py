@@ -21,6 +21,7 @@ from operator import itemgetter, mul
 
 from antifraud.limits import (
     BackendStats,
+    Erasure,
     HashAdd,
     LimitHit,
     LimitUndo,
@@ -29,6 +30,7 @@ from antifraud.limits import (
     Settle,
     Snapshot,
     retry_after,
+    without,
 )
 
 _WHEEL = 60.0
@@ -401,6 +403,29 @@ class MemoryFraudBackend:
 
     async def lrange(self, key: str, count: int) -> list[str]:
         return list(self._l.get(key, ()))[:count]
+
+    async def erase(self, erasure: Erasure) -> int:
+        """Drop the keys (scanning every key for the ``matching`` ones: an admin operation) and the
+        list entries, and any held-back write or queued correction that would bring them back."""
+        self._deferred = tuple(w for w in self._deferred if not erasure.covers(w.key))
+        self._pending = without(self._pending, erasure)
+        self.stats.pending = len(self._pending)
+        live = set(self._h) | set(self._s) | set(self._lim) | set(self._l)
+        gone = [k for k in live if erasure.covers(k)]
+        for k in gone:
+            self._drop(k)
+        n = len(gone)
+        for key, value in erasure.entries:
+            old = self._l.get(key)
+            if not old:
+                continue
+            kept = tuple(e for e in old if e.partition(":")[0] != value)
+            n += len(old) - len(kept)
+            if kept:
+                self._l[key] = kept
+            else:
+                self._drop(key)
+        return n
 
     async def close(self) -> None:
         return None

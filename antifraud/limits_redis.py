@@ -32,7 +32,17 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from antifraud.limits import BackendStats, HashAdd, LimitHit, ListPush, Plan, Settle, Snapshot
+from antifraud.limits import (
+    BackendStats,
+    Erasure,
+    HashAdd,
+    LimitHit,
+    ListPush,
+    Plan,
+    Settle,
+    Snapshot,
+    without,
+)
 from antifraud.limits_memory import MemoryFraudBackend
 
 log = logging.getLogger("smsgw.antifraud")
@@ -325,8 +335,58 @@ class RedisFraudBackend:
     async def lrange(self, key: str, count: int) -> list[str]:
         return [_text(v) for v in await self.client.lrange(key, 0, count - 1)]
 
+    async def erase(self, erasure: Erasure) -> int:
+        """DEL the keys, SCAN for the ``matching`` ones (an admin operation: it walks the keyspace
+        in steps of 1 000), drop the list entries with a small script, and forget queued
+        corrections to them; also on the local fallback. Redis errors are raised: an erasure
+        must not pass silently."""
+        self._pending = without(self._pending, erasure)
+        self.stats.pending = len(self._pending)
+        n = await self.fallback.erase(erasure)
+        found = set(erasure.keys)
+        for head, tail in erasure.matching:
+            pattern = _glob_escape(head) + "*" + _glob_escape(tail)
+            async for raw in self.client.scan_iter(match=pattern, count=1000):
+                k = _text(raw)
+                if k.startswith(head) and k.endswith(tail):
+                    found.add(k)
+        if found:
+            n += int(await self.client.delete(*sorted(found)))
+        for key, value in erasure.entries:
+            n += int(await self.client.eval(_DROP_ENTRIES, 1, key, value + ":"))  # type: ignore[misc]
+        return n
+
     async def close(self) -> None:
         await self.fallback.close()
+
+
+# Entries of a short recent list (a MessagePack array in one value, see lua/check.lua) that start with
+# ARGV[1]; the rest is written back with the key's remaining time to live.
+_DROP_ENTRIES = """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local old, kept = cmsgpack.unpack(v), {}
+for _, e in ipairs(old) do
+  if string.sub(e, 1, #ARGV[1]) ~= ARGV[1] then kept[#kept + 1] = e end
+end
+local gone = #old - #kept
+if gone == 0 then return 0 end
+if #kept == 0 then
+  redis.call('DEL', KEYS[1])
+else
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then
+    redis.call('SET', KEYS[1], cmsgpack.pack(kept), 'PX', ttl)
+  else
+    redis.call('SET', KEYS[1], cmsgpack.pack(kept))
+  end
+end
+return gone
+"""
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _local(snap: Snapshot) -> Snapshot:
