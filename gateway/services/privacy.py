@@ -22,6 +22,7 @@ from gateway.phone import Number, parse_number
 from gateway.privacy import consent as keywords
 from gateway.privacy.mask import mask_phone
 from gateway.privacy.quiet import QuietRule, next_allowed
+from gateway.services.fraud import Fraud
 from gateway.store.base import Store
 from gateway.store.records import Principal
 
@@ -124,9 +125,9 @@ async def erase_subject(ctx: Context, who: Principal, phone: str) -> dict[str, A
     for _, store in _stores_for(ctx, num):
         for k, v in (await store.erase_subject(who.tenant.id, hmac_, now)).items():
             removed[k] = removed.get(k, 0) + v
-    fraud = ctx.extras.get("fraud_forget")
-    if callable(fraud):
-        removed["fraud_state"] = int(await fraud(num.e164))
+    fraud = ctx.extras.get("fraud")
+    if isinstance(fraud, Fraud):  # the number's anti-fraud counters and limit windows (hashed) go too
+        removed["fraud_state"] = await fraud.engine.forget(num.e164, tenant_ids=(who.tenant.id,))
     receipt = await _record(ctx, who, "erasure", num, now, removed)
     log.info(
         "subject erased",
