@@ -21,6 +21,7 @@ from antifraud.limits import (
     retry_after,
     window_estimate,
 )
+from antifraud.settings import LimitScope
 from tests.antifraud.conftest import T0, Rig
 
 NUM = "+4915123000{:03d}"  # valid German mobile numbers, one 10k block
@@ -64,7 +65,7 @@ def test_retry_after_is_the_exact_time_until_one_more_fits() -> None:
         ("tenant", lambda i: {"e164": NUM.format(i)}),
     ],
 )
-async def test_each_scope_limits_and_says_which(make_rig, scope: str, vary) -> None:  # type: ignore[no-untyped-def]
+async def test_each_scope_limits_and_says_which(make_rig, scope: LimitScope, vary) -> None:  # type: ignore[no-untyped-def]
     rig: Rig = make_rig(policy=only(LimitRule(scope, 60, 3)))
     for i in range(3):
         kw = vary(i)
@@ -200,3 +201,15 @@ async def test_decayed_counters_credit_late_events_at_their_own_time(
     finally:
         if client is not None:
             await client.aclose()
+
+
+async def test_strings_of_any_width_travel_intact(make_rig) -> None:  # type: ignore[no-untyped-def]
+    # multi-byte text in the plan (list field names) and in the reply (flag values, list entries):
+    # the Redis wire format counts bytes, not characters
+    rig: Rig = make_rig(policy=only())
+    await rig.engine.block("t1", "country", "äö")  # stored upper-cased: "ÄÖ"
+    d = await rig.engine.evaluate(rig.req(NUM.format(5), country="ÄO"))
+    assert d.action == "allow"
+    d = await rig.engine.evaluate(rig.req(NUM.format(6), country="ÄÖ"))
+    assert d.action == "block" and d.reasons[0].code == "blocklisted"
+    assert (await rig.engine.lists("t1"))["block"][0]["value"] == "ÄÖ"
