@@ -501,10 +501,9 @@ def figures(res: SimResult) -> HttpFigures:
         f.leaks.append(sum(sent for _, sent, _ in seq[:stop]))
         f.totals.append(sum(sent for _, sent, _ in seq))
         f.stops.append(seq[stop][0] - seq[0][0] if stop < len(seq) else float("inf"))
-    baselines: dict[str, str] = {}
+    baselines = {cid: c.baseline for cid, c in res.campaigns.items() if c.baseline}
     for p in res.probes:  # one per probed campaign: released (when) or not within the run
         camp = res.campaigns[p.campaign]
-        baselines[camp.id] = camp.baseline
         fams.setdefault(camp.family, FamilyFigures()).releases.append(
             p.t - camp.end if p.action == "released" else float("inf")
         )
@@ -567,6 +566,7 @@ def summary(run: HttpRun) -> dict[str, Any]:
                 "leaked": f.leaks[0] if f.leaks else 0,
                 "stop_seconds": f.stops[0] if f.stops and math.isfinite(f.stops[0]) else None,
                 "release_seconds": _release(f),
+                "baseline": fig.baselines.get(f"{fam}-0"),  # probe answer before the campaign
             }
             for fam, f in sorted(fig.families.items(), key=lambda kv: ATTACK_FAMILIES.index(kv[0]))
         },
