@@ -307,6 +307,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             families=families,
             tail=args.tail,
             exclude_countries=exclude,
+            outage_at=args.outage_at,
+            outage_seconds=args.outage_seconds,
+            outage_share=args.outage_share,
+            outage_country=(args.outage_country or "").upper(),
+            probe_every=args.probe_every,
         )
     except ValueError as e:
         print(f"smsgw: {e}", file=sys.stderr)
@@ -415,6 +420,21 @@ def parser() -> argparse.ArgumentParser:
     sm.add_argument(
         "--exclude-countries",
         help="destinations real users skip (default: where unregistered OTP templates are refused)",
+    )
+    sm.add_argument(
+        "--outage-at",
+        type=float,
+        help="share of the window (0-1) when an L10 route outage starts: real users' deliveries fail "
+        "(start the sim-carrier with --receipt-delay-ms 25000 so each failure can still be played)",
+    )
+    sm.add_argument("--outage-seconds", type=float, default=30.0, help="how long the outage lasts")
+    sm.add_argument("--outage-share", type=float, default=0.5, help="share of deliveries that fail in it")
+    sm.add_argument("--outage-country", help="where (default: the first tenant's busiest destination)")
+    sm.add_argument(
+        "--probe-every",
+        type=float,
+        default=0.0,
+        help="seconds between release probes (POST /v1/fraud/check) after each campaign; 0: none",
     )
     sm.add_argument("--json", action="store_true", help="print the figures as JSON")
     sm.add_argument("--config")

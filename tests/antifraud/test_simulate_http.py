@@ -378,13 +378,15 @@ async def test_a_short_window_through_the_real_gateway(rig: tuple[Procs, str, st
 def test_the_simulate_command_prints_the_figures(tmp_path: Path) -> None:
     procs = Procs(tmp_path)
     try:
-        sim_port = procs.sim_carrier()
+        sim_port = procs.sim_carrier("--receipt-delay-ms", "25000")
         port = free_port()
         procs.gateway(port, sim_config(port, sim_port))
         sim = f"http://127.0.0.1:{sim_port}"
         gateway = f"http://127.0.0.1:{port}"
         args = ["simulate", "--gateway", gateway, "--sim-carrier", sim, "--seconds", "3", "--tail", "2"]
-        r = procs.smsgw(*args, "--tenants", "1", "--families", "A1", "--legit-rate", "5", "--json")
+        window = ["--tenants", "1", "--families", "A1", "--legit-rate", "5", "--json"]
+        outage = ["--outage-at", "0.1", "--outage-seconds", "2", "--outage-share", "1", "--probe-every", "1"]
+        r = procs.smsgw(*args, *window, *outage)
         assert r.returncode == 0, r.stderr[-2000:]
         out = json.loads(r.stdout)
         assert out["kind"] == "short real-time run over HTTP" and out["seconds"] == 3.0
@@ -392,6 +394,12 @@ def test_the_simulate_command_prints_the_figures(tmp_path: Path) -> None:
         assert out["families"]["A1"]["requests"] >= 2
         assert all(row["driver"] == row["gateway"] for row in out["counters"]), out["counters"]
         assert out["latency_ms"]["n"] == sum(out["answers"].values())
+        assert len(out["outage"]) == 1 and out["outage"][0]["seconds"] == 2.0  # the CLI's outage flags
+        assert (
+            out["delivery_failures"]["sim_receipt_delay_ms"] == 25000
+            and not out["delivery_failures"]["missed"]
+        )
+        assert sum(out["probes"].values()) >= 1  # --probe-every: release probes were asked
         bad = procs.smsgw("simulate", "--gateway", gateway, "--sim-carrier", sim, "--families", "A99")
         assert bad.returncode == 2 and "unknown attack families" in bad.stderr
     finally:
