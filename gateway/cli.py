@@ -31,7 +31,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from gateway import logs
-    from gateway.app import create_app
+    from gateway.app import create_app, settle_gc
 
     settings = _settings(args)
     server = dataclasses.replace(
@@ -49,8 +49,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "state": "redis" if settings.redis_url else "memory",
         },
     )
+    app = create_app(settings)
+    app.on_startup.append(settle_gc)  # after every component started (their contexts run first)
     web.run_app(
-        create_app(settings),
+        app,
         host=server.host,
         port=server.port,
         print=None,
