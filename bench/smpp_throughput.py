@@ -16,7 +16,10 @@ Section ``e2e``: the whole gateway. ``smsgw serve`` runs in a child process on i
 this process sends ``POST /v1/otp`` open-loop at ``--e2e-rate`` per second for ``--e2e-seconds``, each to
 a fresh number, and the SMSC notes when each submit_sm arrives (both processes read CLOCK_MONOTONIC).
 Reported: p50/p99 from the request leaving here to the SMSC receiving the submit_sm, HTTP p99, and how
-many arrived. Target (issue 4): p99 under 20 ms at 500 OTP/s.
+many arrived, for each of ``--e2e-rounds`` rounds on fresh processes; the verdict is on the median
+round's p99, and the worst is printed beside it. The driver and the SMSC settle their garbage
+collector as the serving gateway does, so their own pauses are not read as the gateway's. Target
+(issue 4): p99 under 20 ms at 500 OTP/s.
 
 Sections are listed in SECTIONS, each an ``async def section(args) -> list[str]`` returning its
 summary parts.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -56,6 +60,15 @@ TARGET_E2E_P99_MS = 20.0
 # --------------------------------------------------------------------------- the SMSC child
 
 
+def quiet_gc() -> None:
+    """The instruments (this driver and the SMSC child) settle their garbage collector as a serving
+    gateway does (gateway.app.settle_gc), so a collection pause of theirs is not read as the
+    gateway's latency."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1_000)
+
+
 async def serve_sim(port: int, receipt_delay_ms: float, record: bool = False) -> None:
     """With ``record``: note when each submit_sm reaches us, and print the arrivals as one JSON line
     ``arrivals {to: monotonic seconds}`` when the parent closes our stdin."""
@@ -64,6 +77,7 @@ async def serve_sim(port: int, receipt_delay_ms: float, record: bool = False) ->
 
     inbox = Inbox(limit=50_000)
     arrivals: dict[str, float] = {}
+    quiet_gc()
 
     def on_submit(sender: str, to: str, text: str) -> str:
         if record:
@@ -353,7 +367,9 @@ def _quantile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1]
 
 
-async def section_e2e(args: argparse.Namespace) -> list[str]:
+async def e2e_round(args: argparse.Namespace) -> tuple[list[float], list[float], Counter[int], int]:
+    """One round on a fresh gateway and SMSC: (POST → submit_sm latencies, HTTP latencies, statuses,
+    requests sent)."""
     sim = SimProcess(args.receipt_delay_ms, record=True)
     workdir = Path(tempfile.mkdtemp(prefix="smsgw-bench-"))
     gw: GatewayProcess | None = None
@@ -364,6 +380,7 @@ async def section_e2e(args: argparse.Namespace) -> list[str]:
         key = gw.tenant()
         # warm-up: connections, caches, the first group commits
         await drive_otps(gw.port, key, min(args.e2e_rate, 100.0), 0.5, 5_000)
+        quiet_gc()
         sent, http_lat, statuses = await drive_otps(gw.port, key, args.e2e_rate, args.e2e_seconds, 0)
         await asyncio.sleep(1.0)  # the last submits reach the SMSC
     finally:
@@ -375,24 +392,39 @@ async def section_e2e(args: argparse.Namespace) -> list[str]:
         if line.startswith("arrivals "):
             arrivals = json.loads(line[len("arrivals ") :])
     lat = [arrivals[to] - t for to, t in sent.items() if to in arrivals]
-    accepted = statuses.get(202, 0)
-    p50, p99 = _quantile(lat, 50) * 1000, _quantile(lat, 99) * 1000
-    http_p99 = _quantile(http_lat, 99) * 1000
-    met = len(lat) >= 0.99 * len(sent) and p99 < TARGET_E2E_P99_MS
-    args.missed += 0 if met else 1
+    return lat, http_lat, statuses, len(sent)
+
+
+async def section_e2e(args: argparse.Namespace) -> list[str]:
     print(
         f"End to end, POST /v1/otp → submit_sm at the SMSC (gateway and SMSC in child processes), "
-        f"{args.e2e_rate:g} OTP/s for {args.e2e_seconds:g}s"
+        f"{args.e2e_rate:g} OTP/s for {args.e2e_seconds:g}s, {args.e2e_rounds} round(s) on fresh processes"
     )
-    others = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()) if k != 202) or "none"
-    print(
-        f"  {args.e2e_rate:g} OTP/s × {args.e2e_seconds:g}s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   "
-        f"HTTP p99 {http_p99:6.2f} ms   accepted {accepted}/{len(sent)} (other answers: {others}), "
-        f"at the SMSC {len(lat)}",
-        flush=True,
-    )
+    p99s: list[float] = []
+    complete = True
+    for _ in range(args.e2e_rounds):
+        lat, http_lat, statuses, sent = await e2e_round(args)
+        accepted = statuses.get(202, 0)
+        p50, p99 = _quantile(lat, 50) * 1000, _quantile(lat, 99) * 1000
+        http_p99 = _quantile(http_lat, 99) * 1000
+        complete = complete and len(lat) >= 0.99 * sent
+        p99s.append(p99)
+        others = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()) if k != 202) or "none"
+        print(
+            f"  {args.e2e_rate:g} OTP/s × {args.e2e_seconds:g}s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   "
+            f"HTTP p99 {http_p99:6.2f} ms   accepted {accepted}/{sent} (other answers: {others}), "
+            f"at the SMSC {len(lat)}",
+            flush=True,
+        )
+    median = statistics.median(p99s)
+    met = complete and median < TARGET_E2E_P99_MS
+    args.missed += 0 if met else 1
+    print(f"  p99 over the rounds: median {median:.1f} ms, worst {max(p99s):.1f} ms")
     verdict = "met" if met else "NOT met"
-    return [f"e2e p99 {p99:.1f} ms at {args.e2e_rate:g} OTP/s (target <{TARGET_E2E_P99_MS:g}: {verdict})"]
+    return [
+        f"e2e p99 {median:.1f} ms (median of {len(p99s)}; worst {max(p99s):.1f}) at {args.e2e_rate:g} OTP/s "
+        f"(target <{TARGET_E2E_P99_MS:g}: {verdict})"
+    ]
 
 
 Section = Callable[[argparse.Namespace], Awaitable[list[str]]]
@@ -418,6 +450,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--receipt-delay-ms", type=float, default=50.0)
     p.add_argument("--e2e-rate", type=float, default=500.0, help="OTP requests per second (e2e section)")
     p.add_argument("--e2e-seconds", type=float, default=5.0, help="how long the e2e load runs")
+    p.add_argument("--e2e-rounds", type=int, default=3, help="e2e rounds (the median p99 is the verdict)")
     p.add_argument("--only", action="append", choices=sorted(SECTIONS), help="run only these sections")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--serve-sim", action="store_true", help=argparse.SUPPRESS)
