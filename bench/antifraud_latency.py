@@ -33,6 +33,7 @@ from antifraud import FraudEngine, FraudRequest, RedisFraudBackend, load_scorer
 from antifraud.evaluate import EngineDriver, make_engine, sim_settings
 from antifraud.numbers import number_info
 from antifraud.simulate import Answer, Sent, SimConfig, Simulation
+from gateway.app import GC_THRESHOLDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +87,16 @@ async def replay(
     n = 0
     warm = min(2000, limit // 10)
     seen_before = number_info.cache_info().misses
+    threshold = gc.get_threshold()
     for ev in events:
         if ev.kind == "r":
             n += 1
             if n > limit:
                 break
-            if n == warm:
+            if n == warm:  # what a serving gateway does once started (gateway.app.settle_gc)
                 gc.collect()
-                gc.freeze()  # what a long-running gateway does after start-up (see docs/antifraud.md)
+                gc.freeze()
+                gc.set_threshold(*GC_THRESHOLDS)
             misses = number_info.cache_info().misses
             c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
             await engine.evaluate(ev.req)
@@ -119,6 +122,7 @@ async def replay(
             r = ev.req
             await engine.record_delivery_failed(r.tenant_id, r.e164, r.country, r.now, ev.at)
     gc.unfreeze()
+    gc.set_threshold(*threshold)
     del seen_before
     return wall, cpu, fresh
 
