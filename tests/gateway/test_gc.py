@@ -18,3 +18,9 @@ async def test_settle_gc_freezes_startup_objects_and_raises_the_young_threshold(
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_the_evaluation_runs_with_the_serving_gc_thresholds() -> None:
+    from antifraud.evaluate import SERVING_GC_THRESHOLDS
+
+    assert SERVING_GC_THRESHOLDS == GC_THRESHOLDS
