@@ -56,6 +56,11 @@ class MemoryState:
         self._counters[key] = (count, expires)
         return count
 
+    async def forget(self, tenant_id: str, phone_key: str) -> int:
+        cd = self._until.pop(cooldown_key(tenant_id, phone_key), None)
+        window = self._windows.pop(number_window_key(tenant_id, phone_key), None)
+        return (cd is not None) + (window is not None)
+
     async def ping(self) -> bool:
         return True
 

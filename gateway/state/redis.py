@@ -63,6 +63,10 @@ class RedisState:
     async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
         return int(await self._verify_attempt(keys=[attempts_key(otp_id)], args=[int(ttl * 1000)]))
 
+    async def forget(self, tenant_id: str, phone_key: str) -> int:
+        keys = cooldown_key(tenant_id, phone_key), number_window_key(tenant_id, phone_key)
+        return int(await self.client.delete(*keys))
+
     async def ping(self) -> bool:
         try:
             return bool(await self.client.ping())
@@ -140,6 +144,12 @@ class FallbackState:
         except (RedisError, OSError) as e:
             self._failed("verify_attempt", e)
             return await self.local.verify_attempt(otp_id, ttl=ttl)
+
+    async def forget(self, tenant_id: str, phone_key: str) -> int:
+        """Both places: what the process-local fallback holds, and Redis. A Redis error is raised, not
+        hidden: an erasure must not report success for state it could not reach."""
+        local = await self.local.forget(tenant_id, phone_key)
+        return local + await self.primary.forget(tenant_id, phone_key)
 
     async def ping(self) -> bool:
         return await self.primary.ping()

@@ -35,6 +35,7 @@ async def test_export_then_erasure_then_export_is_empty(gw: Gw) -> None:
 
     st, receipt, _ = await gw.call("POST", "/v1/privacy/erasure", key, {"phone": NUM})
     fraud_state = receipt["removed"].pop("fraud_state")
+    assert receipt["removed"].pop("rate_state") == 2  # the resend cooldown and hourly window
     assert st == 200 and receipt["removed"] == {
         "otps": 1,
         "messages": 1,

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from gateway.state import FallbackState, MemoryState, RedisState, StateBackend, redis_client
 from tests.conftest import free_port
@@ -45,6 +46,17 @@ async def test_hourly_window_slides(state: StateBackend) -> None:
     assert not full.allowed and full.reason == "number_hourly"
     assert full.retry_after == pytest.approx(3600 - 100, abs=0.01)  # when the oldest leaves the window
     assert (await state.send_gate("t1", "n", cooldown=0, hourly_limit=3, now=t + 3600.5, member="y")).allowed
+
+
+async def test_forget_erases_one_tenants_gate_for_a_number(state: StateBackend) -> None:
+    t = 1000.0
+    for tenant in ("t1", "t2"):
+        assert (await state.send_gate(tenant, "n", cooldown=30, hourly_limit=1, now=t, member=tenant)).allowed
+    assert await state.forget("t1", "n") == 2  # its cooldown and its hourly window
+    assert await state.forget("t1", "n") == 0
+    assert (await state.send_gate("t1", "n", cooldown=30, hourly_limit=1, now=t + 1, member="x")).allowed
+    refused = await state.send_gate("t2", "n", cooldown=30, hourly_limit=1, now=t + 1, member="y")
+    assert not refused.allowed and refused.reason == "cooldown"  # another tenant's state stays
 
 
 async def test_scoped_per_tenant_and_number(state: StateBackend) -> None:
@@ -93,6 +105,16 @@ async def test_redis_outage_falls_back_to_local_state() -> None:
     assert await state.verify_attempt("otp", ttl=60) == 1
     assert errors == ["send_gate", "send_gate", "verify_attempt"]
     assert not await state.ping()
+    await state.close()
+
+
+async def test_fallback_forget_reaches_both_places_or_says_it_could_not() -> None:
+    errors: list[str] = []
+    state = FallbackState(RedisState(redis_client(f"redis://127.0.0.1:{free_port()}")), errors.append)
+    assert (await state.send_gate("t", "n", cooldown=30, hourly_limit=5, now=1000.0, member="a")).allowed
+    with pytest.raises((RedisError, OSError)):  # an erasure must not report what it could not reach
+        await state.forget("t", "n")
+    assert (await state.send_gate("t", "n", cooldown=30, hourly_limit=5, now=1001.0, member="b")).allowed
     await state.close()
 
 
