@@ -127,8 +127,11 @@ async def erase_subject(ctx: Context, who: Principal, phone: str) -> dict[str, A
         for k, v in (await store.erase_subject(who.tenant.id, hmac_, now)).items():
             removed[k] = removed.get(k, 0) + v
     _, home = ctx.regions.for_country(num.country)  # the resend gate is keyed as request_otp keys it
+    fraud = ctx.extras.get("fraud")
     try:
         removed["rate_state"] = await ctx.st.forget(who.tenant.id, home.keyring.lookup(num.e164).hex())
+        if isinstance(fraud, Fraud):  # the number's anti-fraud counters and limit windows (hashed)
+            removed["fraud_state"] = await fraud.engine.forget(num.e164, tenant_ids=(who.tenant.id,))
     except (RedisError, OSError):
         log.error("erasure could not reach the shared state", extra={"tenant": who.tenant.id})
         raise ApiError(
@@ -136,9 +139,6 @@ async def erase_subject(ctx: Context, who: Principal, phone: str) -> dict[str, A
             "The stored data was erased, but the shared state (Redis) could not be reached; "
             "send the same request again to finish (it is idempotent).",
         ) from None
-    fraud = ctx.extras.get("fraud")
-    if isinstance(fraud, Fraud):  # the number's anti-fraud counters and limit windows (hashed) go too
-        removed["fraud_state"] = await fraud.engine.forget(num.e164, tenant_ids=(who.tenant.id,))
     receipt = await _record(ctx, who, "erasure", num, now, removed)
     log.info(
         "subject erased",

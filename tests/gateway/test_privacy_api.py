@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
-from gateway.app import purge_all
+from aiohttp.test_utils import TestServer
+
+from gateway.app import create_app, purge_all
 from gateway.privacy.audit import verify_chain
-from tests.gateway.harness import Gw
+from tests.conftest import free_port
+from tests.gateway.conftest import ClientFactory
+from tests.gateway.harness import Gw, ManualClock, Sim, make_settings
 
 NUM = "+33612345678"
 
@@ -163,3 +168,19 @@ async def test_retention_purges_expired_classes(gw: Gw) -> None:
     report = await purge_all(gw.ctx)
     assert report["otps"] == 1 and report["messages"] == 2
     assert await gw.ctx.db.get_message(None, msg["id"]) is None
+
+
+async def test_erasure_says_503_when_the_shared_state_is_unreachable(
+    tmp_path: Path, sim: Sim, aiohttp_client: ClientFactory
+) -> None:
+    port = free_port()
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    app = create_app(make_settings(tmp_path, sim.url, port, dead_redis), clock=ManualClock())
+    gw = Gw(await aiohttp_client(TestServer(app, port=port)), app, ManualClock(), sim, tmp_path / "smsgw.db")
+    key = await gw.tenant("acme", scopes="send,verify,admin")
+    assert (await gw.call("POST", "/v1/otp", key, {"to": NUM}))[0] == 202  # sends go on, on local state
+    st, err, _ = await gw.call("POST", "/v1/privacy/erasure", key, {"phone": NUM})
+    assert st == 503 and err["error"]["code"] == "unavailable", err
+    assert "send the same request again" in err["error"]["message"]
+    st, exp, _ = await gw.call("POST", "/v1/privacy/export", key, {"phone": NUM})
+    assert st == 200 and not exp["otps"]  # the stored data is gone all the same
