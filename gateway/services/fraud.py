@@ -65,6 +65,33 @@ class Fraud:
     def forget_policy(self, tenant_id: str) -> None:
         self._policies.pop(tenant_id, None)
 
+    async def _evaluate(
+        self,
+        who: Principal,
+        num: Number,
+        *,
+        client_ip: str | None,
+        device_id: str | None,
+        session_id: str | None,
+        challenge_token: str | None,
+        now: float,
+        dry_run: bool,
+    ) -> Decision:
+        await self._policy(who)
+        return await self.engine.evaluate(
+            FraudRequest(
+                tenant_id=who.tenant.id,
+                e164=num.e164,
+                country=num.country,
+                client_ip=client_ip,
+                device_id=device_id,
+                session_id=session_id,
+                challenge_passed=bool(challenge_token),
+                now=now,
+            ),
+            dry_run=dry_run,
+        )
+
     async def peek(
         self,
         who: Principal,
@@ -79,18 +106,14 @@ class Fraud:
         """What the send path would decide now for this request, counting nothing (no limit spent, no
         decision logged or counted); with whether the tenant enforces (False: monitor mode, where a
         refusal is only reported and the send would go ahead)."""
-        await self._policy(who)
-        decision = await self.engine.evaluate(
-            FraudRequest(
-                tenant_id=who.tenant.id,
-                e164=num.e164,
-                country=num.country,
-                client_ip=client_ip,
-                device_id=device_id,
-                session_id=session_id,
-                challenge_passed=bool(challenge_token),
-                now=now,
-            ),
+        decision = await self._evaluate(
+            who,
+            num,
+            client_ip=client_ip,
+            device_id=device_id,
+            session_id=session_id,
+            challenge_token=challenge_token,
+            now=now,
             dry_run=True,
         )
         return decision, self._policies[who.tenant.id][1]
@@ -106,18 +129,15 @@ class Fraud:
         challenge_token: str | None,
         now: float,
     ) -> Decision:
-        await self._policy(who)
-        decision = await self.engine.evaluate(
-            FraudRequest(
-                tenant_id=who.tenant.id,
-                e164=num.e164,
-                country=num.country,
-                client_ip=client_ip,
-                device_id=device_id,
-                session_id=session_id,
-                challenge_passed=bool(challenge_token),
-                now=now,
-            )
+        decision = await self._evaluate(
+            who,
+            num,
+            client_ip=client_ip,
+            device_id=device_id,
+            session_id=session_id,
+            challenge_token=challenge_token,
+            now=now,
+            dry_run=False,
         )
         if not decision.shared_state:
             self.m.state_backend_errors.labels("antifraud").inc()

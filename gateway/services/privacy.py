@@ -126,10 +126,9 @@ async def erase_subject(ctx: Context, who: Principal, phone: str) -> dict[str, A
     for _, store in _stores_for(ctx, num):
         for k, v in (await store.erase_subject(who.tenant.id, hmac_, now)).items():
             removed[k] = removed.get(k, 0) + v
-    _, home = ctx.regions.for_country(num.country)  # the resend gate is keyed as request_otp keys it
     fraud = ctx.extras.get("fraud")
-    try:
-        removed["rate_state"] = await ctx.st.forget(who.tenant.id, home.keyring.lookup(num.e164).hex())
+    try:  # the blind index is the same in every region (one lookup key from the master key)
+        removed["rate_state"] = await ctx.st.forget(who.tenant.id, hmac_.hex())
         if isinstance(fraud, Fraud):  # the number's anti-fraud counters and limit windows (hashed)
             removed["fraud_state"] = await fraud.engine.forget(num.e164, tenant_ids=(who.tenant.id,))
     except (RedisError, OSError):
@@ -154,12 +153,13 @@ async def _record(
 
     request_id = new_id("dsr")
     masked = mask_phone(num.e164, num.calling_code)
-    ref = ctx.db.keyring.lookup(num.e164).hex()[:16]
+    subject_hmac = ctx.db.keyring.lookup(num.e164)
+    ref = subject_hmac.hex()[:16]
     await ctx.db.record_privacy_request(
         request_id=request_id,
         tenant_id=who.tenant.id,
         kind=kind,
-        subject_hmac=ctx.db.keyring.lookup(num.e164),
+        subject_hmac=subject_hmac,
         subject_masked=masked,
         received_at=now,
         due_at=now + DSR_DEADLINE_S,
