@@ -64,9 +64,11 @@ def quiet_gc() -> None:
     """The instruments (this driver and the SMSC child) settle their garbage collector as a serving
     gateway does (gateway.app.settle_gc), so a collection pause of theirs is not read as the
     gateway's latency."""
+    from gateway.app import GC_THRESHOLDS
+
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 50, 1_000)
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def serve_sim(port: int, receipt_delay_ms: float, record: bool = False) -> None:
