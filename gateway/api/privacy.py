@@ -38,7 +38,7 @@ async def export(request: web.Request) -> web.Response:
     tag="Privacy",
     scope="admin",
     body=PhoneRequest,
-    errors=("invalid_request", "invalid_number", "forbidden"),
+    errors=("invalid_request", "invalid_number", "forbidden", "unavailable"),
 )
 async def erasure(request: web.Request) -> web.Response:
     who = await authenticate(request)
