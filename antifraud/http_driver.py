@@ -48,7 +48,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from antifraud.decision import FraudRequest
-from antifraud.evaluate import FamilyFigures, LegitFigures, stop_index
+from antifraud.evaluate import FamilyFigures, LegitFigures, percentile, stop_index
 from antifraud.simulate import (
     ATTACK_FAMILIES,
     DECISIONS,
@@ -523,9 +523,9 @@ def _release(f: FamilyFigures) -> float | str | None:
     return round(f.releases[0], 1) if math.isfinite(f.releases[0]) else "not within the run"
 
 
-def _q(xs: list[int], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))] / 1e6 if s else 0.0
+def _q(ns: list[int], q: float) -> float:
+    """The ``q`` quantile of nanosecond latencies, in milliseconds."""
+    return percentile(ns, q) / 1e6
 
 
 def agreement(run: HttpRun) -> list[tuple[str, float, float]]:
