@@ -116,7 +116,6 @@ class SimHttp:
         self._flushers: set[str] = set()
         self.receipts_failed = 0
         self.receipts_switched = 0
-        self.receipts_held = 0  # pending now
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -177,7 +176,6 @@ class SimHttp:
         held = HeldReceipt(due, url, to, _receipt(mid, status))
         self._receipts.setdefault(url, deque()).append(held)
         self._held.setdefault(to, deque()).append(held)
-        self.receipts_held += 1
         if url not in self._flushers:
             self._flushers.add(url)
             self._spawn(self._flush_receipts(url))
@@ -204,9 +202,13 @@ class SimHttp:
         finally:
             self._flushers.discard(url)
 
+    @property
+    def receipts_held(self) -> int:
+        """Receipts pending now."""
+        return sum(len(q) for q in self._held.values())
+
     def _release(self, held: HeldReceipt, state: str) -> None:
         held.state = state
-        self.receipts_held -= 1
         same = self._held.get(held.to)
         if same is not None:
             if same[0] is held:  # receipts of one number fall due in order: O(1)
