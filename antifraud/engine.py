@@ -793,12 +793,14 @@ class FraudEngine:
         self._hashes.pop(info.e164, None)
         await self.flush()
         k = self.keys
+        entries = ((k.sweep(info.p4), str(info.suffix4)),)  # its place among the block's recent numbers
         if tenant_ids is None:
             erasure = Erasure(
                 matching=(
                     (f"{k.prefix}n:", ":" + num_hash),
                     (f"{k.prefix}lim:number:", ":" + num_hash),
                 ),
+                entries=entries,
             )
         else:
             tenants = tuple(tenant_ids)
@@ -806,9 +808,9 @@ class FraudEngine:
                 keys=(
                     *(k.number(t, num_hash) for t in tenants),
                     *(k.limit("number", t, num_hash) for t in tenants),
-                )
+                ),
+                entries=entries,
             )
-        erasure.entries = ((k.sweep(info.p4), str(info.suffix4)),)
         removed = await self.backend.erase(erasure)
         log.warning(
             "antifraud: erased the state of %s (%d keys and entries)",

@@ -134,7 +134,7 @@ class Snapshot:
     shared: bool = True  # False when a Redis backend answered from its local fallback
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Erasure:
     """Everything kept about one phone number (a data subject's erasure): exact keys, keys that start
     with ``head`` and end with ``tail`` (one per tenant, when the tenants are not known), and entries
