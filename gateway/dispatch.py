@@ -213,6 +213,7 @@ class Dispatcher:
                 error_code=rec.error_code or "",
                 error_reason=rec.error_reason or "",
                 now=now,
+                worker=self.worker_id,
             )
             return
         if rec.expires_at is not None and now >= rec.expires_at:
@@ -261,7 +262,7 @@ class Dispatcher:
         self.table.record_submit(route, result, facts)
         now = self.clock()
         if result.outcome is SubmitOutcome.ACCEPTED and result.carrier_message_id:
-            await store.mark_submitted(
+            if not await store.mark_submitted(
                 rec.id,
                 route=route.name,
                 route_reason=choice.reason,
@@ -269,7 +270,16 @@ class Dispatcher:
                 carrier_message_id=result.carrier_message_id,
                 segments=result.segments,
                 now=now,
-            )
+                worker=self.worker_id,
+            ):
+                # our lease ran out during the submission and another worker took the message over:
+                # it reports the message (the carrier de-duplicates the second submission by our id)
+                log.warning(
+                    "message taken over while it was being submitted",
+                    extra={"message_id": rec.id, "route": route.name},
+                )
+                self.m.dispatch_takeovers.inc()
+                return
             self.m.messages.labels(rec.country, route.name, "submitted").inc()
             self._emit(rec, "submitted", now, route=route.name, segments=result.segments)
             if self.on_sent is not None:
@@ -347,6 +357,7 @@ class Dispatcher:
             error_code=code,
             error_reason=reason,
             now=now,
+            worker=self.worker_id,
         )
         if not round_over:
             self.notify(rec.id)

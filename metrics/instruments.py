@@ -30,6 +30,7 @@ class Instruments:
     submit_latency: Histogram
     state_backend_errors: Counter
     dispatch_queue: Gauge
+    dispatch_takeovers: Counter
     build: Info
     route_throttled: Counter
     route_failovers: Counter
@@ -88,6 +89,11 @@ def create_instruments(registry: CollectorRegistry, version: str = "0.0.0") -> I
         ),
         dispatch_queue=Gauge(
             "smsgw_dispatch_queue", "Accepted messages waiting for dispatch", registry=registry
+        ),
+        dispatch_takeovers=Counter(
+            "smsgw_dispatch_takeovers_total",
+            "Submissions whose claim another worker had taken over when they finished (lease too short?)",
+            registry=registry,
         ),
         build=build,
         route_throttled=counter(

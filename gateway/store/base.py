@@ -227,9 +227,13 @@ class DispatchStore(Protocol):
         carrier_message_id: str,
         segments: int,
         now: float,
-    ) -> None:
+        worker: str,
+    ) -> bool:
         """sending → submitted with the carrier's id; releases the claim and, for an OTP, wipes the sealed
-        code (``payload_enc = NULL``) in the same statement. No effect unless the message is sending."""
+        code (``payload_enc = NULL``) in the same statement. Fenced by the lease: no effect, and False,
+        unless the message is sending and still ``claimed_by == worker``. False tells a worker whose
+        lease ran out that another one took the message over; it must then not report the message as
+        submitted (the carrier de-duplicates the second submission by our message id)."""
         ...
 
     async def mark_retry(
@@ -241,8 +245,10 @@ class DispatchStore(Protocol):
         error_code: str,
         error_reason: str,
         now: float,
-    ) -> None:
-        """sending → queued, due again at ``not_before``; releases the claim. No effect unless sending."""
+        worker: str,
+    ) -> bool:
+        """sending → queued, due again at ``not_before``; releases the claim. Fenced like
+        ``mark_submitted``: no effect, and False, unless sending and ``claimed_by == worker``."""
         ...
 
     async def mark_final(

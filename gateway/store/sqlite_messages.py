@@ -136,20 +136,22 @@ class MessagesMixin(SqliteEngine):
         carrier_message_id: str,
         segments: int,
         now: float,
-    ) -> None:
+        worker: str,
+    ) -> bool:
         # an OTP's sealed code is wiped the moment a carrier holds the message
-        await self._write(
+        n, _ = await self._write(
             [
                 (
                     "UPDATE messages SET status = 'submitted', route = ?, route_reason = ?, carrier = ?, "
                     "carrier_message_id = ?, segments = ?, updated_at = ?, "
                     "claimed_by = NULL, claimed_until = NULL, "
                     "payload_enc = CASE WHEN kind = 'otp' THEN NULL ELSE payload_enc END "
-                    "WHERE id = ? AND status = 'sending'",
-                    (route, route_reason, carrier, carrier_message_id, segments, now, message_id),
+                    "WHERE id = ? AND status = 'sending' AND claimed_by = ?",
+                    (route, route_reason, carrier, carrier_message_id, segments, now, message_id, worker),
                 )
             ]
         )
+        return n == 1
 
     async def mark_retry(
         self,
@@ -160,17 +162,19 @@ class MessagesMixin(SqliteEngine):
         error_code: str,
         error_reason: str,
         now: float,
-    ) -> None:
-        await self._write(
+        worker: str,
+    ) -> bool:
+        n, _ = await self._write(
             [
                 (
                     "UPDATE messages SET status = 'queued', not_before = ?, tried_routes = ?, "
-                    "error_code = ?, error_reason = ?, updated_at = ?, "
-                    "claimed_by = NULL, claimed_until = NULL WHERE id = ? AND status = 'sending'",
-                    (not_before, tried_routes, error_code, error_reason, now, message_id),
+                    "error_code = ?, error_reason = ?, updated_at = ?, claimed_by = NULL, "
+                    "claimed_until = NULL WHERE id = ? AND status = 'sending' AND claimed_by = ?",
+                    (not_before, tried_routes, error_code, error_reason, now, message_id, worker),
                 )
             ]
         )
+        return n == 1
 
     async def mark_final(
         self,

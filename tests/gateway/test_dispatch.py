@@ -99,3 +99,32 @@ async def test_receipt_endpoint_needs_the_token_and_valid_receipts(gw: Gw) -> No
         f"/v1/carriers/sim/receipts?token={token}", json=[{"id": "sim-404", "status": "delivered"}]
     )
     assert resp.status == 200 and (await resp.json())["accepted"] == 1
+
+
+async def test_a_submission_that_outlives_its_lease_leaves_the_message_to_the_worker_that_took_it(
+    gw: Gw,
+) -> None:
+    """Fencing: while our submission hangs at the carrier, the lease runs out and another worker claims
+    the message. Our late "accepted" must not mark it submitted, report it or release the other's claim."""
+    import asyncio
+
+    key = await gw.tenant()
+    gw.sim.http.options.latency_ms = 400
+    st, body, _ = await gw.call(
+        "POST", "/v1/messages", key, {"to": NUM, "sender_id": "ACME", "body": "Hello"}
+    )
+    assert st == 202
+    await asyncio.sleep(0.15)  # the submission is at the carrier now
+    gw.clock.advance(gw.ctx.settings.dispatch.claim_lease_seconds + 1)
+    other = await gw.ctx.db.claim(body["id"], "w-other", gw.clock(), 30.0)
+    assert other is not None
+    await gw.ctx.disp.drain()
+    rec = await gw.ctx.db.get_message(None, body["id"])
+    assert rec is not None and (rec.status, rec.claimed_by, rec.carrier_message_id) == (
+        "sending",
+        "w-other",
+        None,
+    )
+    reg = gw.ctx.instruments.registry
+    assert reg.get_sample_value("smsgw_dispatch_takeovers_total") == 1
+    assert gw.sim.inbox.received == 1  # the carrier did get it: the takeover's submission is de-duplicated

@@ -227,6 +227,52 @@ async def test_a_claim_is_a_lease_that_another_worker_takes_over_only_after_it_r
     assert await store.claim(m.id, "w1", T0 + LEASE + 2, LEASE) is None
 
 
+async def test_a_worker_whose_lease_was_taken_over_can_no_longer_move_the_message(store: Store) -> None:
+    """Fencing: w1's submission outlived its lease and w2 claimed the message; w1's late outcome (submitted
+    or retry) must not overwrite w2's claim, while w2's own outcome applies."""
+    m = message(store.keyring)
+    await store.insert_message(m)
+    assert await store.claim(m.id, "w1", T0, LEASE) is not None
+    taken = await store.claim(m.id, "w2", T0 + LEASE + 1, LEASE)
+    assert taken is not None
+    assert not await store.mark_submitted(
+        m.id,
+        route="a",
+        route_reason="r",
+        carrier="a",
+        carrier_message_id="c-w1",
+        segments=1,
+        now=T0 + LEASE + 2,
+        worker="w1",
+    )
+    assert not await store.mark_retry(
+        m.id,
+        not_before=T0,
+        tried_routes="a",
+        error_code="x",
+        error_reason="x",
+        now=T0 + LEASE + 2,
+        worker="w1",
+    )
+    assert await store.get_message(None, m.id) == taken  # w2's claim untouched
+    assert await store.mark_submitted(
+        m.id,
+        route="a",
+        route_reason="r",
+        carrier="a",
+        carrier_message_id="c-w2",
+        segments=1,
+        now=T0 + LEASE + 3,
+        worker="w2",
+    )
+    rec = await store.get_message(None, m.id)
+    assert rec is not None and (rec.status, rec.carrier_message_id, rec.claimed_by) == (
+        "submitted",
+        "c-w2",
+        None,
+    )
+
+
 async def test_of_concurrent_claims_exactly_one_wins(opened: Opened) -> None:
     m = message(opened.store.keyring)
     await opened.store.insert_message(m)
@@ -267,7 +313,7 @@ async def test_status_transitions_are_conditional_and_repeats_change_nothing(sto
     ring = store.keyring
     otp, msg = otp_pair(ring)
     await store.insert_otp(otp, msg)
-    await store.mark_submitted(
+    assert await store.mark_submitted(
         msg.id,
         route="sim",
         route_reason="cheapest",
@@ -275,6 +321,7 @@ async def test_status_transitions_are_conditional_and_repeats_change_nothing(sto
         carrier_message_id="c-1",
         segments=1,
         now=T0 + 1,
+        worker="w-accept",
     )
     rec = await store.get_message("t1", msg.id)
     assert rec is not None and rec.status == "submitted" and rec.carrier_message_id == "c-1"
@@ -282,11 +329,24 @@ async def test_status_transitions_are_conditional_and_repeats_change_nothing(sto
     got_otp = await store.get_otp("t1", otp.id)
     assert got_otp is not None and got_otp.route == "sim"
     # not sending any more: neither a second submit nor a retry applies
-    await store.mark_submitted(
-        msg.id, route="x", route_reason="x", carrier="sim", carrier_message_id="c-2", segments=1, now=T0 + 2
+    assert not await store.mark_submitted(
+        msg.id,
+        route="x",
+        route_reason="x",
+        carrier="sim",
+        carrier_message_id="c-2",
+        segments=1,
+        now=T0 + 2,
+        worker="w-accept",
     )
-    await store.mark_retry(
-        msg.id, not_before=T0 + 9, tried_routes="sim", error_code="x", error_reason="x", now=T0 + 2
+    assert not await store.mark_retry(
+        msg.id,
+        not_before=T0 + 9,
+        tried_routes="sim",
+        error_code="x",
+        error_reason="x",
+        now=T0 + 2,
+        worker="w-accept",
     )
     assert await store.get_message("t1", msg.id) == rec
     delivered = await store.apply_receipt("sim", "c-1", "delivered", None, T0 + 3)
@@ -303,8 +363,14 @@ async def test_retry_releases_the_claim_and_final_keeps_the_route_when_none_is_g
     m = message(ring)
     await store.insert_message(m)
     assert await store.claim(m.id, "w1", T0, LEASE) is not None
-    await store.mark_retry(
-        m.id, not_before=T0 + 20, tried_routes="a", error_code="http_503", error_reason="a: 503", now=T0 + 1
+    assert await store.mark_retry(
+        m.id,
+        not_before=T0 + 20,
+        tried_routes="a",
+        error_code="http_503",
+        error_reason="a: 503",
+        now=T0 + 1,
+        worker="w1",
     )
     rec = await store.get_message(None, m.id)
     assert rec is not None and (rec.status, rec.claimed_by, rec.not_before, rec.tried_routes) == (
