@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 
@@ -55,11 +54,14 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
                 raise
             status = e.status
             return error_response(ApiError(code, message, status=e.status), rid)
-        except sqlite3.Error:
-            log.exception("store unavailable", extra={"path": request.path})
-            status = 503
-            return error_response(ApiError("unavailable", "The store cannot be reached; retry shortly."), rid)
-        except Exception:
+        except Exception as e:
+            stores = request.app[CTX].stores
+            if stores is not None and isinstance(e, stores.unavailable):
+                log.exception("store unavailable", extra={"path": request.path})
+                status = 503
+                return error_response(
+                    ApiError("unavailable", "The store cannot be reached; retry shortly."), rid
+                )
             log.exception("unhandled error", extra={"path": request.path})
             status = 500
             return error_response(ApiError("internal_error"), rid)

@@ -161,7 +161,18 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
         locale=locale,
         template="otp",
     )
-    await store.insert_otp(otp, msg)
+    try:
+        await store.insert_otp(otp, msg)
+    except BaseException:
+        # not accepted (the caller gets 503): this send must not hold the number's cooldown and hourly
+        # count against the retry
+        try:
+            await ctx.st.release_gate(
+                who.tenant.id, phone_hmac.hex(), cooldown=s.resend_cooldown_seconds, now=now, member=otp_id
+            )
+        except Exception:
+            log.exception("resend gate not released after a failed write", extra={"otp_id": otp_id})
+        raise
     await keep_copy(ctx, region, "otp", otp_id, who.tenant.id, num.e164, num.country, now)
     ctx.disp.notify(msg)
     masked = mask_phone(num.e164, num.calling_code)

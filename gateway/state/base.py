@@ -35,6 +35,15 @@ class StateBackend(Protocol):
         otherwise count this send (``member`` identifies it) and start the cooldown."""
         ...
 
+    async def release_gate(
+        self, tenant_id: str, phone_key: str, *, cooldown: float, now: float, member: str
+    ) -> None:
+        """Undo the ``send_gate`` that let ``member`` through at ``now``, because the send was not
+        accepted after all (its durable write failed): drop it from the hourly window and end the
+        cooldown it started, unless a later send has started another since. A retry of the same request
+        then goes through instead of being told to wait."""
+        ...
+
     async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
         """Count one verify attempt for the OTP and return how many there have been (1-based)."""
         ...

@@ -46,6 +46,18 @@ class MemoryState:
             self._until[ck] = now + cooldown
         return GateResult(True)
 
+    async def release_gate(
+        self, tenant_id: str, phone_key: str, *, cooldown: float, now: float, member: str
+    ) -> None:
+        ck = cooldown_key(tenant_id, phone_key)
+        if cooldown > 0 and self._until.get(ck) == now + cooldown:
+            del self._until[ck]
+        window = self._windows.get(number_window_key(tenant_id, phone_key))
+        if window:
+            i = bisect.bisect_left(window, now)
+            if i < len(window) and window[i] == now:
+                del window[i]
+
     async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
         now = self._clock()
         key = attempts_key(otp_id)

@@ -34,6 +34,16 @@ if cd > 0 then redis.call('SET', KEYS[1], now + cd, 'PX', cd) end
 return {1, 0, ''}
 """
 
+# KEYS: cooldown, hourly window. ARGV: now_ms, cooldown_ms, member
+RELEASE_GATE = """
+redis.call('ZREM', KEYS[2], ARGV[3])
+local cd = tonumber(ARGV[2])
+if cd > 0 and tonumber(redis.call('GET', KEYS[1]) or '0') == tonumber(ARGV[1]) + cd then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
 # KEYS: attempts. ARGV: ttl_ms
 VERIFY_ATTEMPT = """
 local n = redis.call('INCR', KEYS[1])
@@ -47,6 +57,7 @@ class RedisState:
         self.client = client
         self._send_gate = client.register_script(SEND_GATE)
         self._verify_attempt = client.register_script(VERIFY_ATTEMPT)
+        self._release_gate = client.register_script(RELEASE_GATE)
 
     async def send_gate(
         self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int, now: float, member: str
@@ -59,6 +70,14 @@ class RedisState:
         if isinstance(reason, bytes):
             reason = reason.decode()
         return GateResult(bool(allowed), retry_ms / 1000.0, str(reason))
+
+    async def release_gate(
+        self, tenant_id: str, phone_key: str, *, cooldown: float, now: float, member: str
+    ) -> None:
+        await self._release_gate(
+            keys=[cooldown_key(tenant_id, phone_key), number_window_key(tenant_id, phone_key)],
+            args=[int(now * 1000), int(cooldown * 1000), member],
+        )
 
     async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
         return int(await self._verify_attempt(keys=[attempts_key(otp_id)], args=[int(ttl * 1000)]))
@@ -135,6 +154,21 @@ class FallbackState:
         return await self.local.send_gate(
             tenant_id, phone_key, cooldown=cooldown, hourly_limit=hourly_limit, now=now, member=member
         )
+
+    async def release_gate(
+        self, tenant_id: str, phone_key: str, *, cooldown: float, now: float, member: str
+    ) -> None:
+        """Where the gate was taken: Redis, or the local fallback while Redis is held off (releasing in
+        the place that did not take it changes nothing)."""
+        if not self._use_local("release_gate"):
+            try:
+                await self.primary.release_gate(
+                    tenant_id, phone_key, cooldown=cooldown, now=now, member=member
+                )
+                return
+            except (RedisError, OSError) as e:
+                self._failed("release_gate", e)
+        await self.local.release_gate(tenant_id, phone_key, cooldown=cooldown, now=now, member=member)
 
     async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
         if self._use_local("verify_attempt"):

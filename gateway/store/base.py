@@ -23,8 +23,9 @@ Rules that hold for every method below, on every engine:
   the few methods that seal or open (documents, links, webhook secrets) say so. A column holding
   personal data is either sealed or a keyed HMAC, never clear text.
 * **Errors.** A write that breaks a constraint or a store that cannot be reached raises; nothing is
-  half-applied. Today that is ``sqlite3.Error``, which ``gateway.middleware`` answers with 503
-  ``unavailable``; a second engine needs its errors mapped there too.
+  half-applied. Each engine names the exception types that mean "cannot serve now" in
+  ``unavailable`` (SQLite: ``sqlite3.Error``; PostgreSQL would name its driver's connection and
+  database errors); ``gateway.middleware`` answers those with 503 ``unavailable``, anything else 500.
 
 Plain values cross this interface: the records of ``gateway/store/records.py``, :class:`Webhook`,
 :class:`RetentionPolicy` and :class:`gateway.privacy.audit.AuditRecord` (re-exported here).
@@ -89,6 +90,8 @@ class StoreLifecycle(Protocol):
     """Opening, closing and health. ``keyring`` seals and opens this store's personal data."""
 
     keyring: Keyring
+    #: the engine's exception types that mean the store cannot serve now (the API answers 503)
+    unavailable: tuple[type[Exception], ...]
 
     async def open(self) -> None:
         """Connect, bring the schema to the newest version (safe when several processes start at once:

@@ -43,6 +43,14 @@ class Stores:
     def get(self, region: str) -> Store:
         return self.control if region == CONTROL else self.regions[region]
 
+    @property
+    def unavailable(self) -> tuple[type[Exception], ...]:
+        """Every engine's "cannot serve now" exception types (regions may run different engines)."""
+        seen: dict[type[Exception], None] = {}
+        for store in (self.control, *self.regions.values()):
+            seen.update(dict.fromkeys(store.unavailable))
+        return tuple(seen)
+
     def for_id(self, obj_id: str) -> Store | None:
         region = region_of_id(obj_id)
         if region == CONTROL:

@@ -67,8 +67,13 @@ class SqliteEngine:
     group-committed writes in the writer's thread (``writer.py``); reads that may touch many rows
     (sweeps, exports, purges) on an aiosqlite connection in its own thread."""
 
-    def __init__(self, path: str, master_key: bytes, *, synchronous: str = "FULL") -> None:
+    unavailable: tuple[type[Exception], ...] = (sqlite3.Error,)
+
+    def __init__(
+        self, path: str, master_key: bytes, *, synchronous: str = "FULL", lock_wait: float = 5.0
+    ) -> None:
         self.path = path
+        self._lock_wait = lock_wait
         self._master = master_key
         self._sync = synchronous
         self.keyring = Keyring(master_key)
@@ -90,7 +95,7 @@ class SqliteEngine:
         self._db.execute("PRAGMA query_only=ON")
         wdb = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         _pragmas(wdb, self._sync)
-        self.writer = GroupWriter(wdb)
+        self.writer = GroupWriter(wdb, self._lock_wait)
         self.keyring.fetch_key = self._fetch_key
         try:
             os.chmod(self.path, 0o600)

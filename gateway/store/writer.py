@@ -7,6 +7,12 @@ that commit returns. N concurrent requests cost one fsync instead of N, and a ca
 after its own transaction committed. If a batch fails, each operation is retried alone so one bad
 statement fails only its own caller.
 
+When another process holds the database's write lock (a second gateway process, ``smsgw purge``,
+``smsgw tenant create``), the loop does not wait for it: BEGIN on the loop's thread never waits
+(``busy_timeout=0``), and a batch that finds the lock taken runs whole in the writer's thread, which
+waits up to ``lock_wait`` seconds for it (the GIL is released meanwhile). Past that, the batch's
+callers get ``sqlite3.OperationalError`` ("database is locked"), which the API answers with 503.
+
 Why statements on the loop's thread: measured here, running them in another thread made every
 statement wait for the GIL (up to the 5 ms switch interval) behind the busy loop, and the writer
 thread became the bottleneck; per-statement thread hops (aiosqlite's ``execute``) were worse still.
@@ -45,8 +51,10 @@ class _Op:
 class GroupWriter:
     """Owns ``db`` (opened with ``check_same_thread=False``): only its thread touches it."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, lock_wait: float = 5.0) -> None:
         self._db = db
+        self.lock_wait = lock_wait  # longest wait for another process's write lock (writer thread)
+        db.execute("PRAGMA busy_timeout=0")  # on the loop's thread, never wait for a lock
         self._pending: list[_Op] = []
         self._busy = False
         self._closed = False
@@ -81,17 +89,12 @@ class GroupWriter:
             return
         try:
             results: list[WriteResult | sqlite3.Error] = list(self._execute(batch))
-        except sqlite3.Error:
-            # isolate the failing operation(s): each alone, committed at once (rare, so on the loop)
-            results = []
-            for op in batch:
-                try:
-                    out = self._execute([op])
-                    self._db.execute("COMMIT")
-                    results.append(out[0])
-                except sqlite3.Error as e:
-                    results.append(e)
-            self._finish(loop, batch, results)
+        except sqlite3.Error as e:
+            # rare: another process holds the write lock (wait for it, the whole batch at once), or a
+            # statement failed (each operation alone, so it fails only its own caller); either way in
+            # the writer's thread, where waiting does not stall the loop
+            slow = loop.run_in_executor(self._pool, self._contended, batch, _locked(e))
+            slow.add_done_callback(lambda j: self._finish(loop, batch, _outcome(j, len(batch))))
             return
         job = loop.run_in_executor(self._pool, self._commit)
         job.add_done_callback(lambda j: self._committed(loop, batch, results, j))
@@ -126,6 +129,37 @@ class GroupWriter:
                 op.future.set_result(res)
         self._next_batch(loop)
 
+    def _contended(self, batch: list[_Op], locked: bool) -> list[WriteResult | sqlite3.Error]:
+        """In the writer thread, waiting up to ``lock_wait`` for the write lock: the batch in one
+        transaction when it only found the lock taken, else (or if that fails on a statement) each
+        operation in its own. A lock still taken after the wait fails every operation of the batch."""
+        db = self._db
+        db.execute(f"PRAGMA busy_timeout={round(self.lock_wait * 1000)}")
+        try:
+            if locked:
+                try:
+                    whole: list[WriteResult | sqlite3.Error] = list(self._execute(batch))
+                    db.execute("COMMIT")
+                    return whole
+                except sqlite3.Error as e:
+                    _rollback(db)
+                    if _locked(e):
+                        return [e] * len(batch)
+            results: list[WriteResult | sqlite3.Error] = []
+            for op in batch:
+                try:
+                    out = self._execute([op])
+                    db.execute("COMMIT")
+                    results.append(out[0])
+                except sqlite3.Error as e:
+                    _rollback(db)
+                    if _locked(e):  # waited in vain: the rest would too
+                        return results + [e] * (len(batch) - len(results))
+                    results.append(e)
+            return results
+        finally:
+            db.execute("PRAGMA busy_timeout=0")
+
     def _commit(self) -> None:
         """In the writer thread: COMMIT, i.e. the fsync, which releases the GIL while it waits."""
         self._db.execute("COMMIT")
@@ -158,3 +192,25 @@ class GroupWriter:
             db.execute("ROLLBACK")
             raise
         return out
+
+
+def _locked(e: sqlite3.Error) -> bool:
+    """The database's write lock is held by another connection (SQLITE_BUSY and its extended codes)."""
+    return (getattr(e, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+
+
+def _outcome(
+    job: asyncio.Future[list[WriteResult | sqlite3.Error]], n: int
+) -> list[WriteResult | sqlite3.Error]:
+    """The slow path's results; should it raise anything but a statement's error (a bug), each of the
+    batch's callers gets that as a store error instead of waiting forever."""
+    exc = job.exception()
+    if exc is None:
+        return job.result()
+    return [exc if isinstance(exc, sqlite3.Error) else sqlite3.OperationalError(repr(exc))] * n

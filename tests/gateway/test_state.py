@@ -59,6 +59,23 @@ async def test_forget_erases_one_tenants_gate_for_a_number(state: StateBackend) 
     assert not refused.allowed and refused.reason == "cooldown"  # another tenant's state stays
 
 
+async def test_a_released_gate_lets_the_retry_through_and_spares_a_later_cooldown(
+    state: StateBackend,
+) -> None:
+    t = 1000.0
+    assert (await state.send_gate("t1", "rel", cooldown=30, hourly_limit=2, now=t, member="a")).allowed
+    await state.release_gate("t1", "rel", cooldown=30, now=t, member="a")  # its write failed: not sent
+    # neither the cooldown nor the hourly count of the failed send holds the retry back
+    assert (await state.send_gate("t1", "rel", cooldown=30, hourly_limit=2, now=t + 1, member="b")).allowed
+    # releasing the failed send again, late, must not end the cooldown the retry started
+    await state.release_gate("t1", "rel", cooldown=30, now=t, member="a")
+    held = await state.send_gate("t1", "rel", cooldown=30, hourly_limit=2, now=t + 2, member="c")
+    assert not held.allowed and held.reason == "cooldown"
+    assert (await state.send_gate("t1", "rel", cooldown=30, hourly_limit=2, now=t + 40, member="d")).allowed
+    full = await state.send_gate("t1", "rel", cooldown=30, hourly_limit=2, now=t + 80, member="e")
+    assert not full.allowed and full.reason == "number_hourly"  # b and d count, a does not
+
+
 async def test_scoped_per_tenant_and_number(state: StateBackend) -> None:
     t = 1000.0
     assert (await state.send_gate("t1", "n", cooldown=30, hourly_limit=1, now=t, member="a")).allowed
