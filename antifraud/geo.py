@@ -2,8 +2,8 @@
 
 The country table (``data/countries.csv``) is reference data read once on first use; its figures are
 assumptions documented in ``data/README.md``. Local time comes from the time zone ``phonenumbers``
-gives for a number (never the geocoder, which costs ~100 MB); the UTC offset of a zone is cached for
-an hour so the hot path does one dict lookup.
+gives for a number (never the geocoder, which costs ~100 MB); the UTC offset of a zone is cached per
+quarter hour of UTC so the hot path does one dict lookup.
 """
 
 from __future__ import annotations
@@ -67,8 +67,14 @@ def parse_country_list(text: str | Iterable[str]) -> frozenset[str] | None:
     return frozenset(items)
 
 
+# Offsets are cached per zone for one quarter hour of UTC: every DST change of the tz database falls on
+# a quarter hour of UTC (zones with half- and three-quarter-hour offsets change at :30 or :45 UTC), so a
+# cached offset never outlives a change.
+_SLICE = 900.0
+
+
 class LocalClock:
-    """Local hour of a time zone at a given epoch time; offsets cached per zone for an hour."""
+    """Local hour of a time zone at a given epoch time; offsets cached per zone and quarter hour."""
 
     def __init__(self) -> None:
         self._offsets: dict[str, tuple[float, float]] = {}  # zone -> (valid_until, offset_s)
@@ -77,7 +83,7 @@ class LocalClock:
         if not zone:
             return 0.0
         hit = self._offsets.get(zone)
-        if hit is not None and hit[0] > now >= hit[0] - 3600.0:
+        if hit is not None and hit[0] > now >= hit[0] - _SLICE:
             return hit[1]
         try:
             tz = ZoneInfo(zone)
@@ -86,8 +92,8 @@ class LocalClock:
         else:
             delta = dt.datetime.fromtimestamp(now, tz).utcoffset()
             off = delta.total_seconds() if delta is not None else 0.0
-        start = now - now % 3600.0
-        self._offsets[zone] = (start + 3600.0, off)
+        start = now - now % _SLICE
+        self._offsets[zone] = (start + _SLICE, off)
         return off
 
     def hour(self, zone: str | None, now: float) -> float:

@@ -158,6 +158,32 @@ def test_ranges_are_digit_prefixes_and_zones_come_without_the_geocoder() -> None
     assert clock.hour(None, T0) == pytest.approx(0.0)
 
 
+@pytest.mark.parametrize("zone", ["Australia/Adelaide", "Asia/Kathmandu", "Pacific/Chatham", "Europe/Berlin"])
+def test_a_cached_offset_never_outlives_a_dst_change(zone: str) -> None:
+    """Adelaide (+9:30/+10:30) moves its clocks at 16:30 UTC, Chatham (+12:45/+13:45) at 14:00 UTC: the
+    cache must follow to the minute, whatever time it was filled at. Checked against zoneinfo itself,
+    every 5 minutes across the two days around each change of 2026."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    clock = LocalClock()
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
+    changes = []
+    prev = dt.datetime.fromtimestamp(start, tz).utcoffset()
+    for h in range(1, 366 * 24):  # the hours of 2026 in which the offset changed
+        off = dt.datetime.fromtimestamp(start + h * 3600, tz).utcoffset()
+        if off != prev:
+            changes.append(start + h * 3600)
+        prev = off
+    assert len(changes) == (0 if zone == "Asia/Kathmandu" else 2)
+    for change in changes or [start]:
+        for t in range(int(change - 86400), int(change + 86400), 300):
+            expected = dt.datetime.fromtimestamp(t, tz).utcoffset()
+            assert expected is not None
+            assert clock.offset(zone, float(t)) == expected.total_seconds(), (zone, t)
+
+
 def test_country_priors_cover_the_high_cost_destinations() -> None:
     uz, de = country_info("UZ"), country_info("DE")
     assert uz.price_usd > 0.1 > de.price_usd / 2 and uz.risk > de.risk
