@@ -3,7 +3,10 @@
 Starts a sim-carrier, the gateway on its embedded default (SQLite, in-memory state) routed to it, and
 a bare aiohttp handler; drives each with wrk (50 connections, one thread, a fresh number per request)
 for a bounded time over loopback; prints requests/s, p50 and p99 for each and the ratio. Everything it
-starts it stops, by PID. Usage: python bench/otp_throughput.py [--seconds 10] [--connections 50]
+starts it stops, by PID.
+Usage: python bench/otp_throughput.py [--seconds 10] [--connections 50] [--profile stacks.txt]
+(``--profile``: py-spy samples the gateway during the measured run and writes collapsed stacks, one
+``frame;frame;… count`` line each, for a flame graph or a per-function sum.)
 """
 
 from __future__ import annotations
@@ -102,9 +105,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="also sample the gateway with py-spy during the full-path run, collapsed stacks to FILE",
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         print("bench needs wrk (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    spy_bin = Path(PY).with_name("py-spy")
+    if args.profile and not spy_bin.exists():
+        print("--profile needs py-spy: .venv/bin/pip install -e '.[profile]'", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="smsgw-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -181,7 +193,30 @@ def main() -> int:
         lua = work / "otp.lua"
         lua.write_text(LUA)
         run_wrk(gw_port, key, 2, args.connections, lua)  # warm-up (pattern cache, sqlite pages)
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen(
+                [
+                    str(spy_bin),
+                    "record",
+                    "--pid",
+                    str(gw_pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "500",
+                    "--duration",
+                    str(args.seconds),
+                    "--output",
+                    args.profile,
+                    "--threads",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         full = measured(gw_port, {"server": gw_pid, "carrier": sim_pid})
+        if spy is not None:
+            spy.wait(30)
         bare = measured(bare_port, {"server": bare_pid})
         time.sleep(1.0)
         with urllib.request.urlopen(f"http://127.0.0.1:{sim_port}/stats") as resp:
