@@ -25,9 +25,9 @@ def _reset() -> None:
 os.register_at_fork(after_in_child=_reset)
 
 
-def random_hex(nbytes: int) -> str:
-    """``nbytes`` fresh random bytes from the OS's CSPRNG, as hex; each byte is handed out once, across
-    threads too."""
+def random_bytes(nbytes: int) -> bytes:
+    """``nbytes`` fresh random bytes from the OS's CSPRNG; each byte is handed out once, across threads
+    too."""
     global _buf, _pos
     with _lock:
         end = _pos + nbytes
@@ -35,7 +35,25 @@ def random_hex(nbytes: int) -> str:
             _buf, _pos, end = os.urandom(max(_CHUNK, nbytes)), 0, nbytes
         out = _buf[_pos:end]
         _pos = end
-    return out.hex()
+    return out
+
+
+def random_hex(nbytes: int) -> str:
+    return random_bytes(nbytes).hex()
+
+
+def random_below(n: int) -> int:
+    """A uniform integer in [0, n), like ``secrets.randbelow`` but from the buffered bytes: the top
+    ``bit_length(n - 1)`` bits of just enough bytes, drawn again while they are ≥ n (no modulo bias)."""
+    if n <= 0:
+        raise ValueError("n must be positive")
+    bits = (n - 1).bit_length()
+    nbytes = (bits + 7) // 8
+    shift = nbytes * 8 - bits
+    while True:
+        v = int.from_bytes(random_bytes(nbytes), "big") >> shift
+        if v < n:
+            return v
 
 
 def new_id(kind: str, region: str = "") -> str:

@@ -7,13 +7,12 @@ keeps it sealed (AES-GCM) only until a carrier has taken the message, when it is
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.context import Context
 from gateway.errors import ApiError
-from gateway.ids import new_id
+from gateway.ids import new_id, random_below
 from gateway.phone import parse_number
 from gateway.privacy.mask import mask_phone
 from gateway.schemas import OtpRequest
@@ -24,7 +23,8 @@ log = logging.getLogger("smsgw.otp")
 
 
 def generate_code(length: int) -> str:
-    return f"{secrets.randbelow(10**length):0{length}d}"
+    """``length`` digits, uniform, from the OS's CSPRNG (buffered: ``gateway.ids``)."""
+    return f"{random_below(10**length):0{length}d}"
 
 
 def render_otp(template: str, code: str, brand: str, minutes: int) -> str:

@@ -42,3 +42,24 @@ def test_a_forked_child_does_not_reuse_the_parents_buffer() -> None:
     os.close(r)
     os.waitpid(pid, 0)
     assert len(child) == 32 and child != random_hex(16)
+
+
+def test_random_below_is_uniform_and_in_range() -> None:
+    """Chi-square over 10 buckets (n = 10, where 6 of 16 draws are rejected: a modulo would show bias) and
+    the edges of a 6-digit code's range."""
+    from collections import Counter
+
+    from gateway.ids import random_below
+    from gateway.services.otp import generate_code
+
+    draws = 50_000
+    counts = Counter(random_below(10) for _ in range(draws))
+    assert set(counts) == set(range(10))
+    expected = draws / 10
+    chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
+    assert chi2 < 45  # 9 degrees of freedom: p ≈ 1e-6 (a modulo bias would give thousands)
+    assert all(0 <= random_below(10**6) < 10**6 for _ in range(10_000))
+    assert {random_below(1) for _ in range(100)} == {0}
+    codes = [generate_code(6) for _ in range(2000)]
+    assert all(len(c) == 6 and c.isdigit() for c in codes) and len(set(codes)) > 1990
+    assert any(c.startswith("0") for c in codes)  # leading zeros kept, not dropped
