@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway.api.registry import endpoint
 from gateway.auth import authenticate, require
 from gateway.context import CTX, Context
+from gateway.errors import ApiError
 from gateway.phone import parse_number
 from gateway.schemas import decode, json_body
 from gateway.services.fraud import Fraud
@@ -170,14 +171,19 @@ async def _list_op(request: web.Request, op: str) -> web.Response:
     req = decode(await json_body(request), ListRequest)
     engine = _fraud(ctx).engine
     value = req.value.strip()
-    if op == "allow":
-        result = await engine.allow(who.tenant.id, req.kind, value, until=req.until)
-    elif op == "lift":
-        result = await engine.lift(who.tenant.id, req.kind, value)
-    elif op == "block":
-        result = await engine.block(who.tenant.id, req.kind, value)
-    else:
-        result = "removed" if await engine.unlist(who.tenant.id, req.kind, value) else "absent"
+    if req.kind == "number":
+        value = parse_number(value).e164  # invalid_number with the reason, like every endpoint
+    try:
+        if op == "allow":
+            result = await engine.allow(who.tenant.id, req.kind, value, until=req.until)
+        elif op == "lift":
+            result = await engine.lift(who.tenant.id, req.kind, value)
+        elif op == "block":
+            result = await engine.block(who.tenant.id, req.kind, value)
+        else:
+            result = "removed" if await engine.unlist(who.tenant.id, req.kind, value) else "absent"
+    except ValueError as e:  # a malformed prefix or country
+        raise ApiError("invalid_request", str(e), field="value") from None
     shown = value if req.kind != "number" else f"{value[:4]}…{value[-2:]}"
     await ctx.db.append_audit(
         at=ctx.clock(),
@@ -197,7 +203,7 @@ async def _list_op(request: web.Request, op: str) -> web.Response:
     tag="Anti-fraud",
     scope="admin",
     body=ListRequest,
-    errors=("invalid_request", "forbidden"),
+    errors=("invalid_request", "invalid_number", "unauthorized", "forbidden"),
 )
 async def allow(request: web.Request) -> web.Response:
     return await _list_op(request, "allow")
@@ -210,7 +216,7 @@ async def allow(request: web.Request) -> web.Response:
     tag="Anti-fraud",
     scope="admin",
     body=ListRequest,
-    errors=("invalid_request", "forbidden"),
+    errors=("invalid_request", "invalid_number", "unauthorized", "forbidden"),
 )
 async def lift(request: web.Request) -> web.Response:
     return await _list_op(request, "lift")
@@ -223,7 +229,7 @@ async def lift(request: web.Request) -> web.Response:
     tag="Anti-fraud",
     scope="admin",
     body=ListRequest,
-    errors=("invalid_request", "forbidden"),
+    errors=("invalid_request", "invalid_number", "unauthorized", "forbidden"),
 )
 async def block(request: web.Request) -> web.Response:
     return await _list_op(request, "block")
@@ -236,7 +242,7 @@ async def block(request: web.Request) -> web.Response:
     tag="Anti-fraud",
     scope="admin",
     body=ListRequest,
-    errors=("invalid_request", "forbidden"),
+    errors=("invalid_request", "invalid_number", "unauthorized", "forbidden"),
 )
 async def unlist(request: web.Request) -> web.Response:
     return await _list_op(request, "unlist")

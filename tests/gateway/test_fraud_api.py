@@ -134,3 +134,22 @@ async def test_check_validates_like_the_send_path(gw: Gw) -> None:
     assert body["reasons"][0]["code"] == "number_type_blocked"  # what it would have refused
     verify_only = await gw.tenant("other", scopes="verify")
     assert (await gw.call("POST", "/v1/fraud/check", verify_only, {"to": PREMIUM}))[0] == 403
+
+
+async def test_list_entries_that_are_not_a_number_prefix_or_country_are_refused_clearly(gw: Gw) -> None:
+    """Found by tests/e2e/test_api_fuzz.py: an empty prefix was a 500, a country took any string."""
+    key = await gw.tenant("acme", scopes="send,verify,admin")
+    for op in ("allow", "lift", "block", "unlist"):
+        for kind, value, code in (
+            ("prefix", "", "invalid_request"),
+            ("prefix", "+49x", "invalid_request"),
+            ("country", "Germany", "invalid_request"),
+            ("country", "d1", "invalid_request"),
+            ("number", "12", "invalid_number"),
+        ):
+            st, err, _ = await gw.call("POST", f"/v1/fraud/{op}", key, {"kind": kind, "value": value})
+            assert (st, err["error"]["code"]) == (400, code), (op, kind, value, err)
+    st, body, _ = await gw.call("POST", "/v1/fraud/block", key, {"kind": "country", "value": "uz"})
+    assert st == 200 and body["result"] == "UZ"
+    st, body, _ = await gw.call("GET", "/v1/fraud/lists", key)
+    assert st == 200 and "UZ" in str(body) and "GERMANY" not in str(body)
