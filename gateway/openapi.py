@@ -45,6 +45,21 @@ def build_spec(version: str) -> dict[str, Any]:
             for p in e.path.split("/")
             if p.startswith("{")
         ]
+        for q in e.query:
+            schema: dict[str, Any] = {"type": q.type}
+            if q.minimum is not None:
+                schema["minimum"] = q.minimum
+            if q.maximum is not None:
+                schema["maximum"] = q.maximum
+            params.append(
+                {
+                    "name": q.name,
+                    "in": "query",
+                    "required": q.required,
+                    "description": q.description,
+                    "schema": schema,
+                }
+            )
         if params:
             op["parameters"] = params
         if e.scope:

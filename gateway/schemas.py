@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -96,3 +97,25 @@ async def json_body(request: Any, allow_empty: bool = False) -> bytes:
 def json_schema(typ: type) -> dict[str, object]:
     schema: dict[str, object] = msgspec.json.schema(typ)
     return schema
+
+
+def query_int(request: Any, name: str, default: int, lo: int, hi: int) -> int:
+    """An integer query parameter within [lo, hi]; 400 invalid_request naming it otherwise."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError("invalid_request", f"'{name}' must be an integer", field=name) from None
+    if not lo <= value <= hi:
+        raise ApiError("invalid_request", f"'{name}' must be between {lo} and {hi}", field=name)
+    return value
+
+
+def token_matches(given: str, expected: str) -> bool:
+    """Constant-time comparison of a shared secret from a request (any characters: ``hmac.compare_digest``
+    refuses non-ASCII ``str``, so both sides are compared as UTF-8 bytes)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )

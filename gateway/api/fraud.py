@@ -8,12 +8,12 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
-from gateway.api.registry import endpoint
+from gateway.api.registry import Query, endpoint
 from gateway.auth import authenticate, require
 from gateway.context import CTX, Context
 from gateway.errors import ApiError
 from gateway.phone import parse_number
-from gateway.schemas import decode, json_body
+from gateway.schemas import decode, json_body, query_int
 from gateway.services.fraud import Fraud
 
 
@@ -125,12 +125,13 @@ async def mode(request: web.Request) -> web.Response:
     summary="Recent anti-fraud refusals, for review",
     tag="Anti-fraud",
     scope="admin",
-    errors=("unauthorized", "forbidden"),
+    errors=("invalid_request", "unauthorized", "forbidden"),
+    query=(Query("limit", "how many, newest first (default 50)", "integer", minimum=1, maximum=500),),
 )
 async def decisions(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "admin")
-    limit = min(int(request.query.get("limit", "50") or 50), 500)
+    limit = query_int(request, "limit", 50, 1, 500)
     records = await _fraud(request.app[CTX]).engine.recent_decisions(who.tenant.id, limit)
     return web.json_response(
         {

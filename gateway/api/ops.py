@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
-
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.api.registry import endpoint
+from gateway.api.registry import Query, endpoint
 from gateway.context import CTX
 from gateway.errors import ApiError
+from gateway.schemas import token_matches
 
 
 @endpoint("GET", "/healthz", summary="Alive", tag="Operations")
@@ -51,13 +50,14 @@ async def metrics(request: web.Request) -> web.Response:
     summary="Delivery receipts from an HTTP carrier",
     tag="Carriers",
     errors=("unauthorized", "not_found", "invalid_request"),
+    query=(Query("token", "the carrier token of this gateway (its receipt URLs carry it)", required=True),),
 )
 async def carrier_receipt(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     name = request.match_info["carrier"]
     token = request.query.get("token", "")
     expected = ctx.extras.get("receipt_token")
-    if not isinstance(expected, str) or not hmac.compare_digest(token, expected):
+    if not isinstance(expected, str) or not token_matches(token, expected):
         raise ApiError("unauthorized", "Bad receipt token.")
     carrier = ctx.routes.carriers.get(name)
     handle = getattr(carrier, "handle_receipt", None)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import hmac
-
 from aiohttp import web
 
-from gateway.api.registry import endpoint
+from gateway.api.registry import Query, endpoint
 from gateway.auth import authenticate, require
 from gateway.context import CTX
 from gateway.errors import ApiError
 from gateway.ids import new_id
-from gateway.schemas import ConsentRequest, EventRequest, InboundRequest, PhoneRequest, decode, json_body
+from gateway.schemas import (
+    ConsentRequest,
+    EventRequest,
+    InboundRequest,
+    PhoneRequest,
+    decode,
+    json_body,
+    token_matches,
+)
 from gateway.services import privacy
 
 
@@ -86,11 +92,12 @@ async def consent(request: web.Request) -> web.Response:
     tag="Carriers",
     body=InboundRequest,
     errors=("unauthorized", "invalid_request", "invalid_number"),
+    query=(Query("token", "the carrier token of this gateway (its receipt URLs carry it)", required=True),),
 )
 async def inbound(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     expected = ctx.extras.get("receipt_token")
-    if not isinstance(expected, str) or not hmac.compare_digest(request.query.get("token", ""), expected):
+    if not isinstance(expected, str) or not token_matches(request.query.get("token", ""), expected):
         raise ApiError("unauthorized", "Bad carrier token.")
     req = decode(await json_body(request), InboundRequest)
     return web.json_response(await privacy.inbound(ctx, req.from_, req.to, req.text))

@@ -11,6 +11,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
+class Query:
+    """A query parameter, for the OpenAPI document (the handler parses and validates it)."""
+
+    name: str
+    description: str
+    type: str = "string"  # JSON-schema type: string | integer
+    required: bool = False
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+@dataclass(frozen=True)
 class Endpoint:
     method: str
     path: str
@@ -22,6 +34,7 @@ class Endpoint:
     success: int = 200
     errors: tuple[str, ...] = ()
     extra_responses: dict[int, str] = field(default_factory=dict)
+    query: tuple[Query, ...] = ()
 
 
 ROUTES: list[Endpoint] = []
@@ -37,9 +50,10 @@ def endpoint(
     body: type | None = None,
     success: int = 200,
     errors: tuple[str, ...] = (),
+    query: tuple[Query, ...] = (),
 ) -> Callable[[Handler], Handler]:
     def deco(fn: Handler) -> Handler:
-        ROUTES.append(Endpoint(method, path, fn, summary, tag, scope, body, success, errors))
+        ROUTES.append(Endpoint(method, path, fn, summary, tag, scope, body, success, errors, {}, query))
         return fn
 
     return deco

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from aiohttp import BodyPartReader, web
 
-from gateway.api.registry import endpoint
+from gateway.api.registry import Query, endpoint
 from gateway.auth import authenticate, require
 from gateway.context import CTX, Context
 from gateway.errors import ApiError
@@ -417,6 +417,7 @@ async def put_brand(request: web.Request) -> web.Response:
     tag="Brand",
     scope="any",
     errors=("invalid_request", "unauthorized"),
+    query=(Query("country", "ISO 3166-1 alpha-2 code of the destination", required=True),),
 )
 async def classification(request: web.Request) -> web.Response:
     who = await authenticate(request)

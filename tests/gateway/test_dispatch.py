@@ -85,6 +85,13 @@ async def test_receipt_endpoint_needs_the_token_and_valid_receipts(gw: Gw) -> No
         "/v1/carriers/sim/receipts?token=wrong", json={"id": "x", "status": "delivered"}
     )
     assert resp.status == 401
+    for odd in ("%C3%A9t%C3%A9", "%00", ""):  # non-ASCII was a 500 (hmac.compare_digest refuses it)
+        resp = await gw.client.post(
+            f"/v1/carriers/sim/receipts?token={odd}", json={"id": "x", "status": "delivered"}
+        )
+        assert resp.status == 401 and (await resp.json())["error"]["code"] == "unauthorized"
+        resp = await gw.client.post(f"/v1/carriers/sim/inbound?token={odd}", json={"from": "+4915123456789"})
+        assert resp.status == 401
     token = gw.ctx.extras["receipt_token"]
     resp = await gw.client.post(
         f"/v1/carriers/sim/receipts?token={token}", json={"id": "x", "status": "bogus"}

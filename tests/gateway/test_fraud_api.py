@@ -153,3 +153,16 @@ async def test_list_entries_that_are_not_a_number_prefix_or_country_are_refused_
     assert st == 200 and body["result"] == "UZ"
     st, body, _ = await gw.call("GET", "/v1/fraud/lists", key)
     assert st == 200 and "UZ" in str(body) and "GERMANY" not in str(body)
+
+
+async def test_the_review_list_takes_a_limit_within_bounds(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify,admin", fraud_mode="enforce")
+    for n in range(3):
+        await gw.call("POST", "/v1/otp", key, {"to": f"+49900123456{n}"})  # premium rate: refused
+    st, body, _ = await gw.call("GET", "/v1/fraud/decisions?limit=2", key)
+    assert st == 200 and len(body["decisions"]) == 2
+    for bad in ("abc", "0", "501", "-3", "1e3"):  # "abc" was a 500
+        st, err, _ = await gw.call("GET", f"/v1/fraud/decisions?limit={bad}", key)
+        assert st == 400 and err["error"]["code"] == "invalid_request" and err["error"]["field"] == "limit", (
+            bad
+        )
