@@ -76,5 +76,9 @@ async def authenticate(request: web.Request) -> Principal:
 
 
 def require(principal: Principal, scope: str) -> None:
-    if scope not in principal.scopes and "admin" not in principal.scopes:
-        raise ApiError("forbidden", f"This API key lacks the '{scope}' scope.", required_scope=scope)
+    """The key holds ``scope`` (or ``admin``); ``scope`` may name alternatives: ``"send|verify"``."""
+    wanted = scope.split("|")
+    if "admin" in principal.scopes or any(s in principal.scopes for s in wanted):
+        return
+    what = " or ".join(f"'{s}'" for s in wanted)
+    raise ApiError("forbidden", f"This API key lacks the {what} scope.", required_scope=scope)

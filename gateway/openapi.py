@@ -67,7 +67,9 @@ def build_spec(version: str) -> dict[str, Any]:
             op["description"] = (
                 "Needs any valid API key."
                 if e.scope == "any"
-                else f"Needs an API key with the `{e.scope}` scope (or `admin`)."
+                else "Needs an API key with the "
+                + " or ".join(f"`{s}`" for s in e.scope.split("|"))
+                + " scope (or `admin`)."
             )
         if e.body is not None:
             op["requestBody"] = {

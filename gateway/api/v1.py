@@ -69,11 +69,17 @@ async def verify_otp(request: web.Request) -> web.Response:
     return web.json_response({"id": otp.id, "status": "verified"})
 
 
-@endpoint("GET", "/v1/otp/{id}", summary="An OTP's status", tag="OTP", scope="send", errors=("not_found",))
+@endpoint(
+    "GET",
+    "/v1/otp/{id}",
+    summary="An OTP's status",
+    tag="OTP",
+    scope="send|verify",
+    errors=("not_found", "unauthorized", "forbidden"),
+)
 async def get_otp(request: web.Request) -> web.Response:
     who = await authenticate(request)
-    if not who.scopes & {"send", "verify", "admin"}:
-        require(who, "send")
+    require(who, "send|verify")
     ctx = request.app[CTX]
     store = ctx.regions.for_id(request.match_info["id"])
     otp = None if store is None else await store.get_otp(who.tenant.id, request.match_info["id"])
