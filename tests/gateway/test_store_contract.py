@@ -208,6 +208,20 @@ async def test_group_commit_a_failing_write_fails_only_its_own_caller(opened: Op
     assert await store.get_message(None, first.id) == first
 
 
+async def submit(store: Store, msg_id: str, *, worker: str, carrier_id: str, now: float) -> bool:
+    """``mark_submitted`` on route and carrier "sim", one segment: what varies is who, when and the id."""
+    return await store.mark_submitted(
+        msg_id,
+        route="sim",
+        route_reason="cheapest",
+        carrier="sim",
+        carrier_message_id=carrier_id,
+        segments=1,
+        now=now,
+        worker=worker,
+    )
+
+
 # --------------------------------------------------------------------------------------------- dispatch
 async def test_a_claim_is_a_lease_that_another_worker_takes_over_only_after_it_runs_out(store: Store) -> None:
     m = message(store.keyring)
@@ -235,16 +249,7 @@ async def test_a_worker_whose_lease_was_taken_over_can_no_longer_move_the_messag
     assert await store.claim(m.id, "w1", T0, LEASE) is not None
     taken = await store.claim(m.id, "w2", T0 + LEASE + 1, LEASE)
     assert taken is not None
-    assert not await store.mark_submitted(
-        m.id,
-        route="a",
-        route_reason="r",
-        carrier="a",
-        carrier_message_id="c-w1",
-        segments=1,
-        now=T0 + LEASE + 2,
-        worker="w1",
-    )
+    assert not await submit(store, m.id, worker="w1", carrier_id="c-w1", now=T0 + LEASE + 2)
     assert not await store.mark_retry(
         m.id,
         not_before=T0,
@@ -255,16 +260,7 @@ async def test_a_worker_whose_lease_was_taken_over_can_no_longer_move_the_messag
         worker="w1",
     )
     assert await store.get_message(None, m.id) == taken  # w2's claim untouched
-    assert await store.mark_submitted(
-        m.id,
-        route="a",
-        route_reason="r",
-        carrier="a",
-        carrier_message_id="c-w2",
-        segments=1,
-        now=T0 + LEASE + 3,
-        worker="w2",
-    )
+    assert await submit(store, m.id, worker="w2", carrier_id="c-w2", now=T0 + LEASE + 3)
     rec = await store.get_message(None, m.id)
     assert rec is not None and (rec.status, rec.carrier_message_id, rec.claimed_by) == (
         "submitted",
@@ -313,32 +309,14 @@ async def test_status_transitions_are_conditional_and_repeats_change_nothing(sto
     ring = store.keyring
     otp, msg = otp_pair(ring)
     await store.insert_otp(otp, msg)
-    assert await store.mark_submitted(
-        msg.id,
-        route="sim",
-        route_reason="cheapest",
-        carrier="sim",
-        carrier_message_id="c-1",
-        segments=1,
-        now=T0 + 1,
-        worker="w-accept",
-    )
+    assert await submit(store, msg.id, worker="w-accept", carrier_id="c-1", now=T0 + 1)
     rec = await store.get_message("t1", msg.id)
     assert rec is not None and rec.status == "submitted" and rec.carrier_message_id == "c-1"
     assert rec.payload_enc is None and rec.claimed_by is None and rec.claimed_until is None  # code wiped
     got_otp = await store.get_otp("t1", otp.id)
     assert got_otp is not None and got_otp.route == "sim"
     # not sending any more: neither a second submit nor a retry applies
-    assert not await store.mark_submitted(
-        msg.id,
-        route="x",
-        route_reason="x",
-        carrier="sim",
-        carrier_message_id="c-2",
-        segments=1,
-        now=T0 + 2,
-        worker="w-accept",
-    )
+    assert not await submit(store, msg.id, worker="w-accept", carrier_id="c-2", now=T0 + 2)
     assert not await store.mark_retry(
         msg.id,
         not_before=T0 + 9,
