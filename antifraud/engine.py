@@ -831,8 +831,6 @@ class FraudEngine:
                 raise ValueError("a prefix is '+' and 3 to 12 digits, e.g. +4915123")
             return f"p:{value}", value
         if kind == "country":
-            if len(value) != 2 or not value.isascii() or not value.isalpha():
-                raise ValueError("a country is its ISO 3166-1 alpha-2 code, e.g. DE")
             return f"c:{value.upper()}", value.upper()
         raise ValueError(f"unknown list kind {kind!r}")
 

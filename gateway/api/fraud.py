@@ -174,6 +174,8 @@ async def _list_op(request: web.Request, op: str) -> web.Response:
     value = req.value.strip()
     if req.kind == "number":
         value = parse_number(value).e164  # invalid_number with the reason, like every endpoint
+    elif req.kind == "country" and not (len(value) == 2 and value.isascii() and value.isalpha()):
+        raise ApiError("invalid_request", "a country is its ISO 3166-1 alpha-2 code, e.g. DE", field="value")
     try:
         if op == "allow":
             result = await engine.allow(who.tenant.id, req.kind, value, until=req.until)
