@@ -142,8 +142,10 @@ class WebhookSettings:
     max_attempts: int = 6  # one try and up to five retries
     backoff_seconds: float = 1.0  # first retry after this, doubling
     max_backoff_seconds: float = 60.0
-    queue_limit: int = 10_000  # events waiting beyond this are dropped (counted and logged)
+    queue_limit: int = 10_000  # events held in memory; beyond it they wait in the outbox only
     concurrency: int = 8  # POSTs in flight at once
+    claim_lease_seconds: float = 60.0  # an event a dead process held is taken over after this
+    sweep_seconds: float = 10.0  # how often the outbox is searched for events nobody holds
     allow_private_hosts: bool = False  # accept URLs on loopback/private addresses (on-premises receivers)
 
 
@@ -267,6 +269,8 @@ _CHECKS: dict[str, Any] = {
     "webhooks.max_backoff_seconds": lambda v: 0.001 <= v <= 86400 or "must be between 0.001 and 86400",
     "webhooks.queue_limit": lambda v: 1 <= v <= 10_000_000 or "must be between 1 and 10000000",
     "webhooks.concurrency": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
+    "webhooks.claim_lease_seconds": lambda v: 0.5 <= v <= 86400 or "must be between 0.5 and 86400",
+    "webhooks.sweep_seconds": lambda v: 0.05 <= v <= 3600 or "must be between 0.05 and 3600",
     "retention.interval_seconds": lambda v: 1 <= v <= 86400 or "must be between 1 and 86400",
 }
 

@@ -15,8 +15,13 @@ de-duplicate on it); events of one message may arrive out of order under retries
 The body never carries the phone number: ``to_masked`` only, and error texts pass through
 :func:`gateway.privacy.mask.scrub`.
 
-Pending events live in this process only (bounded by ``queue_limit``; beyond it they are dropped and
-counted): a restart loses callbacks not yet delivered, never a message.
+Pending events are durable: the runner writes each event to the store's outbox (one group commit
+for all emitted since the last) before its first try, and deletes it once delivered or given up, so
+a restart or a crash does not lose it. Each event is leased to the process that emitted it; a clean
+stop releases the leases, and after a crash another process (or the restarted one) takes the events
+over once their lease ran out, with the same ``event_id`` and the tries already made. Only events
+emitted in the milliseconds before a crash, not yet written, are lost. Beyond ``queue_limit`` events
+held in memory, new ones wait in the outbox only and are taken in as room frees up.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import hmac
 import ipaddress
 import json
 import logging
+import os
 import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -41,7 +48,7 @@ import aiohttp
 from gateway.config import WebhookSettings
 from gateway.privacy.crypto import CryptoError
 from gateway.privacy.mask import mask_phone, scrub
-from gateway.store.base import Webhook
+from gateway.store.base import OutboxEvent, Webhook
 from gateway.store.records import MessageRecord
 from gateway.store.router import Stores
 from metrics.instruments import Instruments
@@ -146,10 +153,12 @@ def url_problem(url: str, allow_private: bool) -> str | None:
 
 @dataclass(order=True)
 class _Job:
-    due: float
+    due: float  # loop time of the next try
     seq: int
-    event: StatusEvent
+    tenant_id: str
     event_id: str
+    event: StatusEvent | None = None  # as emitted, until the runner builds ``payload`` and saves it
+    payload: dict[str, Any] | None = None  # the body's fields but ``attempt`` and ``timestamp``
     attempt: int = 0  # tries made so far
 
 
@@ -164,12 +173,16 @@ class WebhookSender:
         *,
         clock: Callable[[], float] = time.time,
         cache_ttl: float = 10.0,
+        worker_id: str | None = None,
     ) -> None:
         self.stores = stores
         self.settings = settings
         self.m = instruments
         self.clock = clock
         self.cache_ttl = cache_ttl
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._unsaved: list[_Job] = []  # emitted, not yet in the outbox
+        self._ids: set[str] = set()  # event ids held in memory (saved, not yet delivered or given up)
         self._ready: deque[_Job] = deque()
         self._later: list[_Job] = []
         self._inflight: set[asyncio.Task[None]] = set()
@@ -180,6 +193,7 @@ class WebhookSender:
         self._seq = 0
         self._dropped = 0
         self._runner: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------ intake
@@ -187,14 +201,16 @@ class WebhookSender:
         hit = self._cache.get(event.tenant_id)
         if hit is not None and hit[1] is None and hit[0] > self._loop_time():
             return  # a tenant known to have no webhook: nothing to queue
-        if len(self._ready) + len(self._later) + len(self._inflight) >= self.settings.queue_limit:
+        if len(self._unsaved) >= 4 * self.settings.queue_limit:  # the store has not taken them for long
             self._dropped += 1
             self.m.webhook_deliveries.labels("dropped").inc()
             if self._dropped == 1 or self._dropped % 1000 == 0:
-                log.warning("webhook queue full: status callbacks dropped", extra={"dropped": self._dropped})
+                log.warning(
+                    "webhook outbox unreachable: status callbacks dropped", extra={"dropped": self._dropped}
+                )
             return
         self._seq += 1
-        self._ready.append(_Job(0.0, self._seq, event, secrets.token_hex(12)))
+        self._unsaved.append(_Job(0.0, self._seq, event.tenant_id, secrets.token_hex(12), event))
         self._idle.clear()
         self._wake.set()
 
@@ -210,6 +226,7 @@ class WebhookSender:
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
         self._runner = asyncio.create_task(self._run(), name="webhooks")
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="webhooks-sweep")
 
     async def drain(self, within: float = 10.0) -> bool:
         """Wait until every event was delivered or given up (retries included); False on timeout."""
@@ -221,27 +238,120 @@ class WebhookSender:
             return False
 
     async def stop(self, grace: float = 2.0) -> None:
-        """Give pending callbacks ``grace`` seconds, then stop; what is left is logged as lost."""
+        """Give pending callbacks ``grace`` seconds, then stop; what is left stays in the outbox, its
+        leases released, for the next process to deliver."""
         await self.drain(grace)
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
+        for task in (self._runner, self._sweeper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for t in list(self._inflight):
             t.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)
-        left = len(self._ready) + len(self._later)
-        if left:
-            log.warning("stopping with status callbacks undelivered", extra={"lost": left})
+        await self._save()  # emitted meanwhile: written, so the next process sends them
+        left = len(self._ready) + len(self._later) + len(self._unsaved)
+        try:
+            released = await self.stores.control.outbox_release(self.worker_id)
+        except Exception:
+            log.exception("webhook outbox leases not released; they run out by themselves")
+            released = 0
+        if left or released:
+            log.info("stopping with status callbacks pending in the outbox", extra={"pending": released})
         if self._session is not None:
             await self._session.close()
 
     # ------------------------------------------------------------------ the runner
     def _pending(self) -> int:
+        return len(self._unsaved) + len(self._ready) + len(self._later) + len(self._inflight)
+
+    def _held(self) -> int:
         return len(self._ready) + len(self._later) + len(self._inflight)
+
+    def _lease_until(self, due: float) -> float:
+        return max(due, self.clock()) + self.settings.claim_lease_seconds
+
+    async def _save(self) -> None:
+        """Write what was emitted since the last call to the outbox (one transaction), then hold it for
+        delivery; beyond ``queue_limit`` it is written unclaimed, for a sweep to take in later. If the
+        store fails, the events are still delivered from memory (and retried into the outbox next time)."""
+        jobs, self._unsaved = self._unsaved, []
+        if not jobs:
+            return
+        now = self.clock()
+        room = max(self.settings.queue_limit - self._held(), 0)
+        held, overflow = jobs[:room], jobs[room:]
+        for job in jobs:
+            assert job.event is not None
+            job.payload = self._fields(job.event)
+            job.event = None
+        rows = [self._row(j, now) for j in held]
+        try:
+            if rows:
+                await self.stores.control.outbox_add(
+                    rows, worker=self.worker_id, lease_until=self._lease_until(now), now=now
+                )
+            if overflow:
+                await self.stores.control.outbox_add(
+                    [self._row(j, now) for j in overflow], worker=None, lease_until=0.0, now=now
+                )
+        except Exception:
+            log.exception("webhook outbox write failed; delivering from memory")
+            held = jobs
+        self._ids.update(j.event_id for j in held)
+        self._ready.extend(held)
+
+    @staticmethod
+    def _row(job: _Job, due: float) -> OutboxEvent:
+        assert job.payload is not None
+        return OutboxEvent(
+            job.event_id, job.tenant_id, json.dumps(job.payload, separators=(",", ":")), job.attempt, due
+        )
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("webhook outbox sweep failed")
+            await asyncio.sleep(self.settings.sweep_seconds)
+
+    async def sweep_once(self) -> int:
+        """Take over events whose lease ran out (their process died, or they waited beyond
+        ``queue_limit``), as many as there is room for; returns how many."""
+        now = self.clock()
+        await self.stores.control.outbox_renew(self.worker_id, now + self.settings.claim_lease_seconds)
+        room = self.settings.queue_limit - self._held() - len(self._unsaved)
+        if room <= 0:
+            return 0
+        got = await self.stores.control.outbox_claim(
+            self.worker_id, now, self.settings.claim_lease_seconds, room
+        )
+        got = [ev for ev in got if ev.event_id not in self._ids]  # ours already (a lease that lapsed)
+        loop_now = asyncio.get_running_loop().time()
+        for ev in got:
+            self._ids.add(ev.event_id)
+            self._seq += 1
+            job = _Job(
+                loop_now + max(ev.due - now, 0.0),
+                self._seq,
+                ev.tenant_id,
+                ev.event_id,
+                None,
+                json.loads(ev.payload),
+                ev.attempt,
+            )
+            heapq.heappush(self._later, job)
+        if got:
+            log.info("webhook events taken over from the outbox", extra={"events": len(got)})
+            self._idle.clear()
+            self._wake.set()
+        return len(got)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            if self._unsaved:
+                await self._save()
             now = loop.time()
             while self._later and self._later[0].due <= now:
                 self._ready.append(heapq.heappop(self._later))
@@ -251,6 +361,8 @@ class WebhookSender:
                 task.add_done_callback(self._done)
             if not self._pending():
                 self._idle.set()
+            if self._unsaved:
+                continue  # emitted while we saved: save them before sleeping
             self._wake.clear()
             timeout = None
             if self._later and len(self._inflight) < self.settings.concurrency:
@@ -278,8 +390,9 @@ class WebhookSender:
         self._cache[tenant_id] = (loop_now + self.cache_ttl, hook)
         return hook
 
-    def body(self, job: _Job, now: float) -> bytes:
-        ev = job.event
+    def _fields(self, ev: StatusEvent) -> dict[str, Any]:
+        """The body's fields but the per-try ones; the number only masked, error texts scrubbed (this is
+        also what the outbox keeps)."""
         store = self.stores.for_id(ev.message_id)
         to_masked = None
         if store is not None:
@@ -287,8 +400,7 @@ class WebhookSender:
                 to_masked = mask_phone(store.keyring.open(ev.phone_enc, "phone").decode())
             except CryptoError:
                 to_masked = None
-        payload: dict[str, Any] = {
-            "event_id": job.event_id,
+        return {
             "type": "message.status",
             "message_id": ev.message_id,
             "otp_id": ev.otp_id,
@@ -301,23 +413,29 @@ class WebhookSender:
             "segments": ev.segments,
             "error_code": ev.error_code,
             "error_reason": scrub(ev.error_reason) if ev.error_reason else None,
-            "attempt": job.attempt + 1,
-            "timestamp": int(now),
         }
+
+    def body(self, job: _Job, now: float) -> bytes:
+        if job.payload is None:
+            assert job.event is not None
+            job.payload = self._fields(job.event)
+        payload = {"event_id": job.event_id, **job.payload, "attempt": job.attempt + 1, "timestamp": int(now)}
         return json.dumps(payload, separators=(",", ":")).encode()
 
     async def _deliver(self, job: _Job) -> None:
         try:
-            hook = await self._lookup(job.event.tenant_id)
+            hook = await self._lookup(job.tenant_id)
         except Exception:
             log.warning("webhook look-up failed; retrying", exc_info=True)
             hook, result = None, "lookup_failed"
         else:
             if hook is None:
-                return  # this tenant has no webhook
+                await self._forget(job)  # this tenant has (no longer) a webhook
+                return
             result = await self._post(hook, job)
         if result == "ok":
             self.m.webhook_deliveries.labels("ok").inc()
+            await self._forget(job)
             return
         job.attempt += 1
         if result == "final" or job.attempt >= self.settings.max_attempts:
@@ -325,16 +443,39 @@ class WebhookSender:
             log.warning(
                 "status callback given up",
                 extra={
-                    "tenant": job.event.tenant_id,
-                    "message_id": job.event.message_id,
+                    "tenant": job.tenant_id,
+                    "message_id": (job.payload or {}).get("message_id"),
                     "tries": job.attempt,
                 },
             )
+            await self._forget(job)
             return
         self.m.webhook_deliveries.labels("retry").inc()
         delay = retry_delay(job.attempt, self.settings.backoff_seconds, self.settings.max_backoff_seconds)
+        due = self.clock() + delay
+        try:
+            mine = await self.stores.control.outbox_retry(
+                job.event_id,
+                attempt=job.attempt,
+                due=due,
+                worker=self.worker_id,
+                lease_until=self._lease_until(due),
+            )
+        except Exception:
+            log.exception("webhook outbox not updated; retrying from memory")
+            mine = True
+        if not mine:
+            self._ids.discard(job.event_id)
+            return  # our lease ran out and another process took the event over: it sends it
         job.due = asyncio.get_running_loop().time() + delay
         heapq.heappush(self._later, job)
+
+    async def _forget(self, job: _Job) -> None:
+        self._ids.discard(job.event_id)
+        try:
+            await self.stores.control.outbox_done([job.event_id])
+        except Exception:
+            log.exception("webhook outbox row not deleted; it may be sent again (same event_id)")
 
     async def _post(self, hook: Webhook, job: _Job) -> str:
         """ "ok", "retry" or "final"."""

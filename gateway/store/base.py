@@ -33,6 +33,7 @@ Plain values cross this interface: the records of ``gateway/store/records.py``, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -71,6 +72,18 @@ class Webhook:
     url: str
     secret: bytes
     created_at: float
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """A status callback waiting for delivery: the body's fields (JSON object text, without ``attempt``
+    and ``timestamp``, which each try adds), tries made so far, and when the next is due (epoch s)."""
+
+    event_id: str
+    tenant_id: str
+    payload: str
+    attempt: int
+    due: float
 
 
 @dataclass(frozen=True)
@@ -463,9 +476,12 @@ class SenderIdStore(Protocol):
 
 
 class WebhookStore(Protocol):
-    """Each tenant's status-callback endpoint; its signing secret sealed at rest (``webhook_secret``).
+    """Each tenant's status-callback endpoint; its signing secret sealed at rest (``webhook_secret``);
+    and the outbox of callbacks not yet delivered, so a restart or a crash does not lose them.
 
-    Only the endpoint is durable: pending callbacks live in the sending process (``gateway.webhooks``)."""
+    Outbox rows are leased like messages (``DispatchStore``): the process that holds ``claimed_by``
+    delivers an event until ``claimed_until``; after that any process may claim it (its holder died).
+    Receivers de-duplicate on ``event_id``, which makes a takeover safe."""
 
     async def put_webhook(self, tenant_id: str, url: str, secret: str, now: float) -> None:
         """Set or replace the tenant's webhook; the engine seals ``secret``."""
@@ -477,6 +493,40 @@ class WebhookStore(Protocol):
 
     async def delete_webhook(self, tenant_id: str) -> bool:
         """Remove the tenant's webhook; False when there was none."""
+        ...
+
+    async def outbox_add(
+        self, events: Sequence[OutboxEvent], *, worker: str | None, lease_until: float, now: float
+    ) -> None:
+        """Insert events, claimed by ``worker`` until ``lease_until`` (``worker`` None: unclaimed, for
+        any process to take). All in one transaction; an existing ``event_id`` is left as it is."""
+        ...
+
+    async def outbox_claim(self, worker: str, now: float, lease: float, limit: int) -> list[OutboxEvent]:
+        """Atomically claim up to ``limit`` events whose lease ran out (``claimed_until < now``), earliest
+        ``due`` first: ``claimed_by = worker``, ``claimed_until = max(due, now) + lease``. Concurrent
+        claims never return the same event twice."""
+        ...
+
+    async def outbox_retry(
+        self, event_id: str, *, attempt: int, due: float, worker: str, lease_until: float
+    ) -> bool:
+        """Record a failed try: ``attempt`` tries made, the next due at ``due``, lease extended. Fenced:
+        False, and no change, unless ``claimed_by == worker``."""
+        ...
+
+    async def outbox_done(self, event_ids: Sequence[str]) -> None:
+        """Delivered or given up: delete the events (absent ids are ignored)."""
+        ...
+
+    async def outbox_renew(self, worker: str, until: float) -> int:
+        """Extend every lease ``worker`` holds to at least ``until`` (the heartbeat of a live process,
+        so events waiting in its memory are not taken over); returns how many it holds."""
+        ...
+
+    async def outbox_release(self, worker: str) -> int:
+        """End every lease ``worker`` holds (a clean stop), so the next process takes them at once;
+        returns how many."""
         ...
 
 

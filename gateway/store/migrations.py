@@ -187,4 +187,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_by_tenant_target ON audit(tenant_id, target);
     ALTER TABLE otps ADD COLUMN challenged INTEGER NOT NULL DEFAULT 0;
     """,
+    # status callbacks waiting for delivery (gateway.webhooks): no personal data beyond a masked number
+    """
+    CREATE TABLE webhook_outbox (
+        event_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        due REAL NOT NULL,
+        claimed_by TEXT,
+        claimed_until REAL NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX webhook_outbox_claimable ON webhook_outbox(claimed_until, due);
+    """,
 ]

@@ -338,6 +338,12 @@ class PrivacyMixin(SqliteEngine):
                 "DELETE FROM links WHERE rowid IN (SELECT rowid FROM links WHERE created_at < ? LIMIT ?)",
             ),
             (
+                "webhook_outbox",
+                policy.receipts,
+                "DELETE FROM webhook_outbox WHERE rowid IN (SELECT rowid FROM webhook_outbox "
+                "WHERE created_at < ? LIMIT ?)",
+            ),
+            (
                 "copies",
                 policy.messages,
                 "DELETE FROM residency_copies WHERE rowid IN (SELECT rowid FROM "

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from gateway.store.base import Webhook
+from collections.abc import Sequence
+
+from gateway.store.base import OutboxEvent, Webhook
 from gateway.store.sqlite import SqliteEngine
 
 SECRET_COLUMN = "webhook_secret"
+OUTBOX_COLS = "event_id, tenant_id, payload, attempt, due"
 
 __all__ = ["SECRET_COLUMN", "Webhook", "WebhooksMixin"]
 
@@ -34,3 +37,73 @@ class WebhooksMixin(SqliteEngine):
     async def delete_webhook(self, tenant_id: str) -> bool:
         n, _ = await self._write([("DELETE FROM tenant_webhooks WHERE tenant_id = ?", (tenant_id,))])
         return n == 1
+
+    # ------------------------------------------------------------------ outbox
+    async def outbox_add(
+        self, events: Sequence[OutboxEvent], *, worker: str | None, lease_until: float, now: float
+    ) -> None:
+        if not events:
+            return
+        until = lease_until if worker is not None else 0.0
+        await self._write(
+            [
+                (
+                    "INSERT INTO webhook_outbox(event_id, tenant_id, payload, attempt, due, claimed_by, "
+                    "claimed_until, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(event_id) DO NOTHING",
+                    (e.event_id, e.tenant_id, e.payload, e.attempt, e.due, worker, until, now),
+                )
+                for e in events
+            ]
+        )
+
+    async def outbox_claim(self, worker: str, now: float, lease: float, limit: int) -> list[OutboxEvent]:
+        _, rows = await self._write(
+            [
+                (
+                    "UPDATE webhook_outbox SET claimed_by = ?, claimed_until = MAX(due, ?) + ? "
+                    "WHERE event_id IN (SELECT event_id FROM webhook_outbox WHERE claimed_until < ? "
+                    "ORDER BY due LIMIT ?) "
+                    f"RETURNING {OUTBOX_COLS}",
+                    (worker, now, lease, now, limit),
+                )
+            ],
+            fetch=True,
+        )
+        events = [OutboxEvent(str(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in rows]
+        return sorted(events, key=lambda e: e.due)
+
+    async def outbox_retry(
+        self, event_id: str, *, attempt: int, due: float, worker: str, lease_until: float
+    ) -> bool:
+        n, _ = await self._write(
+            [
+                (
+                    "UPDATE webhook_outbox SET attempt = ?, due = ?, claimed_until = ? "
+                    "WHERE event_id = ? AND claimed_by = ?",
+                    (attempt, due, lease_until, event_id, worker),
+                )
+            ]
+        )
+        return n == 1
+
+    async def outbox_done(self, event_ids: Sequence[str]) -> None:
+        if event_ids:
+            await self._write([("DELETE FROM webhook_outbox WHERE event_id = ?", (i,)) for i in event_ids])
+
+    async def outbox_renew(self, worker: str, until: float) -> int:
+        n, _ = await self._write(
+            [
+                (
+                    "UPDATE webhook_outbox SET claimed_until = MAX(claimed_until, ?) WHERE claimed_by = ?",
+                    (until, worker),
+                )
+            ]
+        )
+        return max(n, 0)
+
+    async def outbox_release(self, worker: str) -> int:
+        n, _ = await self._write(
+            [("UPDATE webhook_outbox SET claimed_until = 0 WHERE claimed_by = ?", (worker,))]
+        )
+        return max(n, 0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,11 @@ async def gw(
         carriers=[CarrierSettings(name="sim", url=f"{sim.url}/messages", down_seconds=0)],
         routes=[RouteSettings(name="only", carrier="sim")],
         webhooks=WebhookSettings(
-            allow_private_hosts=True, backoff_seconds=0.05, max_backoff_seconds=0.2, timeout_seconds=1.0
+            allow_private_hosts=True,
+            backoff_seconds=0.05,
+            max_backoff_seconds=0.2,
+            timeout_seconds=1.0,
+            sweep_seconds=0.05,
         ),
     )
     clock = ManualClock()
@@ -245,3 +250,105 @@ def test_private_addresses_are_refused_unless_allowed() -> None:
 
 def test_backoff_doubles_and_is_capped() -> None:
     assert [retry_delay(n, 1.0, 10.0) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+# ------------------------------------------------------------------------------------ durable outbox
+def outbox(gw: Gw) -> list[tuple[str, int, str | None]]:
+    """What the database holds: (event_id, tries made, holder) of every undelivered callback."""
+    with sqlite3.connect(gw.db_path) as db:
+        rows = db.execute("SELECT event_id, attempt, claimed_by FROM webhook_outbox ORDER BY created_at")
+        return [(str(r[0]), int(r[1]), r[2]) for r in rows]
+
+
+def crash(s: WebhookSender) -> None:
+    """A process dying: its tasks stop where they are, nothing is released or written."""
+    for t in (s._runner, s._sweeper, *s._inflight):
+        if t is not None:
+            t.cancel()
+
+
+async def successor(gw: Gw, name: str) -> WebhookSender:
+    """The next process's sender on the same database (a restart, or another gateway process)."""
+    nxt = WebhookSender(
+        gw.ctx.regions, gw.ctx.settings.webhooks, gw.ctx.instruments, clock=gw.clock, worker_id=name
+    )
+    await nxt.start()
+    return nxt
+
+
+async def failing_callback(gw: Gw, receiver: Receiver) -> str:
+    """One message whose "submitted" callback the receiver keeps refusing; returns the event id."""
+    key = await gw.tenant("acme", scopes="send,admin")
+    await register(gw, key, receiver.url)
+    gw.sim.http.options.receipt_rate = 0.0  # one status change only: submitted
+    receiver.script = [503] * 1000
+    st, _, _ = await gw.call("POST", "/v1/messages", key, {"to": NUM, "sender_id": "ACME", "body": "Hi"})
+    assert st == 202
+    await gw.ctx.disp.drain()
+    await receiver.wait(2)  # the first try and a retry were refused
+    [(event_id, tries, holder)] = outbox(gw)
+    assert tries >= 1 and holder == sender(gw).worker_id
+    return event_id
+
+
+async def test_callbacks_pending_at_a_clean_stop_are_sent_by_the_next_process(
+    gw: Gw, receiver: Receiver
+) -> None:
+    event_id = await failing_callback(gw, receiver)
+    await sender(gw).stop(grace=0.0)
+    [(still, tries, _)] = outbox(gw)
+    assert still == event_id
+    before = len(receiver.got)
+    receiver.script = []  # the receiver is back
+    nxt = await successor(gw, "next")
+    try:
+        await receiver.wait(before + 1)
+        assert await nxt.drain()
+    finally:
+        await nxt.stop()
+    last = receiver.events()[-1]
+    assert last["event_id"] == event_id and last["attempt"] == tries + 1 and last["status"] == "submitted"
+    assert outbox(gw) == []  # delivered: gone from the database
+
+
+async def test_callbacks_of_a_crashed_process_are_taken_over_once_their_lease_runs_out(
+    gw: Gw, receiver: Receiver
+) -> None:
+    event_id = await failing_callback(gw, receiver)
+    crash(sender(gw))
+    receiver.script = []
+    nxt = await successor(gw, "next")
+    try:
+        await asyncio.sleep(0.3)  # several sweeps: the dead process's lease still holds
+        assert [e for e in receiver.events() if e["attempt"] > 2] == [] and outbox(gw)[0][2] != "next"
+        gw.clock.advance(gw.ctx.settings.webhooks.claim_lease_seconds + 1)
+        await receiver.wait(3)
+        assert await nxt.drain()
+    finally:
+        await nxt.stop()
+    assert receiver.events()[-1]["event_id"] == event_id and outbox(gw) == []
+
+
+async def test_beyond_the_memory_limit_callbacks_wait_in_the_outbox_and_all_arrive(
+    gw: Gw, receiver: Receiver
+) -> None:
+    s = sender(gw)
+    s.settings = replace(s.settings, queue_limit=2)
+    key = await gw.tenant("acme", scopes="send,admin")
+    await register(gw, key, receiver.url)
+    gw.sim.http.options.receipt_rate = 0.0
+    receiver.hang = 0.2  # slow enough that emitted events pile up
+    for i in range(8):
+        st, _, _ = await gw.call(
+            "POST", "/v1/messages", key, {"to": f"+49151234567{i:02d}", "sender_id": "ACME", "body": "Hi"}
+        )
+        assert st == 202
+    await gw.ctx.disp.drain()
+    await receiver.wait(8, within=20)
+    assert await s.drain()
+    assert sorted(e["message_id"] for e in receiver.events()) == sorted(
+        {e["message_id"] for e in receiver.events()}
+    )
+    assert len(receiver.got) == 8 and outbox(gw) == []
+    reg = gw.ctx.instruments.registry
+    assert reg.get_sample_value("smsgw_webhook_deliveries_total", {"result": "dropped"}) in (None, 0.0)

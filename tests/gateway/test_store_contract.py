@@ -23,7 +23,7 @@ from gateway.ids import new_id
 from gateway.privacy.audit import verify_chain
 from gateway.privacy.crypto import Keyring
 from gateway.store import SqliteStore
-from gateway.store.base import MessageRecord, OtpRecord, RetentionPolicy, Store, Tenant
+from gateway.store.base import MessageRecord, OtpRecord, OutboxEvent, RetentionPolicy, Store, Tenant
 
 NUM = "+4915123456789"
 OTHER_NUM = "+4915198765432"
@@ -592,12 +592,15 @@ async def test_purge_keeps_what_is_in_flight_and_cuts_the_audit_chain_at_its_sta
         await store.insert_message(m)
     for i, at in enumerate((old, old + 1, T0)):
         await store.append_audit(at=at, actor="a", tenant_id="t1", action="x", target="", details={"i": i})
+    await store.outbox_add([ev("stale")], worker="dead", lease_until=old + LEASE, now=old)
+    await store.outbox_add([ev("live")], worker="w1", lease_until=T0 + LEASE, now=T0)
     day = 86400.0
     policy = RetentionPolicy(
         otps=day, message_bodies=day, messages=day, receipts=day, events=day, audit=day, privacy_requests=day
     )
     report = await store.purge(policy, T0)
-    assert report["messages"] == 1 and report["audit"] == 2
+    assert report["messages"] == 1 and report["audit"] == 2 and report["webhook_outbox"] == 1
+    assert [e.event_id for e in await store.outbox_claim("w2", T0 + 2 * LEASE, LEASE, 10)] == ["live"]
     assert await store.get_message(None, gone.id) is None
     assert await store.get_message(None, in_flight.id) == in_flight
     assert await store.get_message(None, fresh.id) == fresh
@@ -710,3 +713,48 @@ async def test_webhook_records_replace_and_delete(store: Store) -> None:
     assert await store.delete_webhook("t1") is True
     assert await store.delete_webhook("t1") is False
     assert await store.get_webhook("t1") is None
+
+
+# --------------------------------------------------------------------------------------------- webhook outbox
+def ev(event_id: str, due: float = T0, tenant: str = "t1") -> OutboxEvent:
+    return OutboxEvent(event_id, tenant, '{"status":"submitted"}', 0, due)
+
+
+async def test_outbox_events_are_leased_and_taken_over_only_when_the_lease_runs_out(store: Store) -> None:
+    await store.outbox_add([ev("e1"), ev("e2", due=T0 + 5)], worker="w1", lease_until=T0 + LEASE, now=T0)
+    await store.outbox_add([ev("e1")], worker="w9", lease_until=T0 + 999, now=T0)  # a repeat: no change
+    assert await store.outbox_claim("w2", T0 + 1, LEASE, 10) == []  # w1 holds them
+    got = await store.outbox_claim("w2", T0 + LEASE + 1, LEASE, 10)
+    assert [e.event_id for e in got] == ["e1", "e2"] and got[0].payload == '{"status":"submitted"}'
+    assert await store.outbox_claim("w3", T0 + LEASE + 2, LEASE, 10) == []  # w2 holds them now
+    # fenced: the old holder can no longer move them, the new one can
+    assert not await store.outbox_retry("e1", attempt=1, due=T0 + 50, worker="w1", lease_until=T0 + 99)
+    assert await store.outbox_retry("e1", attempt=1, due=T0 + 50, worker="w2", lease_until=T0 + 50 + LEASE)
+    await store.outbox_done(["e2", "absent"])
+    late = await store.outbox_claim("w3", T0 + 50 + LEASE + 1, LEASE, 10)
+    assert [(e.event_id, e.attempt, e.due) for e in late] == [("e1", 1, T0 + 50)]
+
+
+async def test_outbox_release_renew_and_unclaimed_events(store: Store) -> None:
+    await store.outbox_add([ev("a"), ev("b")], worker="w1", lease_until=T0 + LEASE, now=T0)
+    await store.outbox_add([ev("c")], worker=None, lease_until=0.0, now=T0)  # for anyone, at once
+    assert [e.event_id for e in await store.outbox_claim("w2", T0, LEASE, 10)] == ["c"]
+    assert await store.outbox_renew("w1", T0 + 10) == 2  # never shortens: still T0 + LEASE
+    assert await store.outbox_claim("w2", T0 + LEASE - 1, LEASE, 10) == []
+    assert await store.outbox_renew("w1", T0 + 3 * LEASE) == 2
+    lapsed = await store.outbox_claim("w3", T0 + 2 * LEASE, LEASE, 10)
+    assert [e.event_id for e in lapsed] == ["c"]  # w2's lease on c ran out; w1's renewed ones did not
+    assert await store.outbox_release("w1") == 2  # a clean stop: the next process takes them at once
+    assert sorted(e.event_id for e in await store.outbox_claim("w2", T0 + 1, LEASE, 1)) in (["a"], ["b"])
+    assert len(await store.outbox_claim("w3", T0 + 1, LEASE, 10)) == 1  # the limit left the other one
+
+
+async def test_of_concurrent_outbox_claims_each_event_goes_to_one_process(opened: Opened) -> None:
+    await opened.store.outbox_add([ev(f"e{i}") for i in range(20)], worker=None, lease_until=0.0, now=T0)
+    other = await opened.second()
+    try:
+        claims = [s.outbox_claim(f"w{i}", T0, LEASE, 3) for i, s in enumerate([opened.store, other] * 5)]
+        got = [e.event_id for batch in await asyncio.gather(*claims) for e in batch]
+    finally:
+        await other.close()
+    assert len(got) == len(set(got)) == 20
