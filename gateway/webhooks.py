@@ -229,7 +229,9 @@ class WebhookSender:
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="webhooks-sweep")
 
     async def drain(self, within: float = 10.0) -> bool:
-        """Wait until every event was delivered or given up (retries included); False on timeout."""
+        """Wait until every event this process holds was delivered or given up (retries included);
+        False on timeout. Events waiting unclaimed in the outbox (beyond ``queue_limit``) come in with
+        the next sweep."""
         try:
             async with asyncio.timeout(within):
                 await self._idle.wait()
@@ -273,7 +275,7 @@ class WebhookSender:
     async def _save(self) -> None:
         """Write what was emitted since the last call to the outbox (one transaction), then hold it for
         delivery; beyond ``queue_limit`` it is written unclaimed, for a sweep to take in later. If the
-        store fails, the events are still delivered from memory (and retried into the outbox next time)."""
+        store fails, the events are still delivered, from memory only (a crash would lose them)."""
         jobs, self._unsaved = self._unsaved, []
         if not jobs:
             return
