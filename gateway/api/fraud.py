@@ -10,23 +10,16 @@ from aiohttp import web
 
 from gateway.api.registry import Query, endpoint
 from gateway.auth import authenticate, require
-from gateway.context import CTX, Context
+from gateway.context import CTX
 from gateway.errors import ApiError
 from gateway.phone import parse_number
 from gateway.schemas import decode, json_body, query_int
-from gateway.services.fraud import Fraud
 
 
 class ListRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kind: Literal["number", "prefix", "country"]
     value: str
     until: float | None = None  # allow: until when (epoch seconds); None = until removed
-
-
-def _fraud(ctx: Context) -> Fraud:
-    fraud = ctx.extras.get("fraud")
-    assert isinstance(fraud, Fraud)
-    return fraud
 
 
 class CheckRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -56,7 +49,7 @@ async def check(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     req = decode(await json_body(request), CheckRequest)
     num = parse_number(req.to)
-    decision, enforced = await _fraud(ctx).peek(
+    decision, enforced = await ctx.fraud.peek(
         who,
         num,
         client_ip=req.client_ip,
@@ -107,7 +100,7 @@ async def mode(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     req = decode(await json_body(request), ModeRequest)
     await ctx.db.update_tenant_settings(who.tenant.id, {"fraud_mode": req.mode})
-    _fraud(ctx).forget_policy(who.tenant.id)
+    ctx.fraud.forget_policy(who.tenant.id)
     await ctx.db.append_audit(
         at=ctx.clock(),
         actor=f"tenant:{who.tenant.id}:admin",
@@ -132,7 +125,7 @@ async def decisions(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "admin")
     limit = query_int(request, "limit", 50, 1, 500)
-    records = await _fraud(request.app[CTX]).engine.recent_decisions(who.tenant.id, limit)
+    records = await request.app[CTX].fraud.engine.recent_decisions(who.tenant.id, limit)
     return web.json_response(
         {
             "decisions": [
@@ -162,7 +155,7 @@ async def decisions(request: web.Request) -> web.Response:
 async def lists(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "admin")
-    return web.json_response(await _fraud(request.app[CTX]).engine.lists(who.tenant.id))
+    return web.json_response(await request.app[CTX].fraud.engine.lists(who.tenant.id))
 
 
 async def _list_op(request: web.Request, op: str) -> web.Response:
@@ -170,7 +163,7 @@ async def _list_op(request: web.Request, op: str) -> web.Response:
     require(who, "admin")
     ctx = request.app[CTX]
     req = decode(await json_body(request), ListRequest)
-    engine = _fraud(ctx).engine
+    engine = ctx.fraud.engine
     value = req.value.strip()
     if req.kind == "number":
         value = parse_number(value).e164  # invalid_number with the reason, like every endpoint

@@ -23,7 +23,6 @@ from gateway.phone import Number, parse_number
 from gateway.privacy import consent as keywords
 from gateway.privacy.mask import mask_phone
 from gateway.privacy.quiet import QuietRule, next_allowed
-from gateway.services.fraud import Fraud
 from gateway.store.base import Store
 from gateway.store.records import Principal
 
@@ -126,11 +125,10 @@ async def erase_subject(ctx: Context, who: Principal, phone: str) -> dict[str, A
     for _, store in _stores_for(ctx, num):
         for k, v in (await store.erase_subject(who.tenant.id, hmac_, now)).items():
             removed[k] = removed.get(k, 0) + v
-    fraud = ctx.extras.get("fraud")
     try:  # the blind index is the same in every region (one lookup key from the master key)
         removed["rate_state"] = await ctx.st.forget(who.tenant.id, hmac_.hex())
-        if isinstance(fraud, Fraud):  # the number's anti-fraud counters and limit windows (hashed)
-            removed["fraud_state"] = await fraud.engine.forget(num.e164, tenant_ids=(who.tenant.id,))
+        # the number's anti-fraud counters and limit windows (hashed)
+        removed["fraud_state"] = await ctx.fraud.engine.forget(num.e164, tenant_ids=(who.tenant.id,))
     except (RedisError, OSError):
         log.error("erasure could not reach the shared state", extra={"tenant": who.tenant.id})
         raise ApiError(
