@@ -108,11 +108,8 @@ class GroupWriter:
     ) -> None:
         exc = job.exception()
         if exc is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-            results = [exc if isinstance(exc, sqlite3.Error) else sqlite3.OperationalError(str(exc))] * len(
-                batch
-            )
+            _rollback(self._db)
+            results = [_store_error(exc)] * len(batch)
         self._finish(loop, batch, results)
 
     def _finish(
@@ -205,12 +202,15 @@ def _rollback(db: sqlite3.Connection) -> None:
             db.execute("ROLLBACK")
 
 
+def _store_error(exc: BaseException) -> sqlite3.Error:
+    """What a caller gets when the writer's thread raised: the store's own error, or anything else (a
+    bug) as one, so every caller of the batch hears of it instead of waiting forever."""
+    return exc if isinstance(exc, sqlite3.Error) else sqlite3.OperationalError(str(exc))
+
+
 def _outcome(
     job: asyncio.Future[list[WriteResult | sqlite3.Error]], n: int
 ) -> list[WriteResult | sqlite3.Error]:
-    """The slow path's results; should it raise anything but a statement's error (a bug), each of the
-    batch's callers gets that as a store error instead of waiting forever."""
+    """The slow path's results, or its failure for each of the batch's callers."""
     exc = job.exception()
-    if exc is None:
-        return job.result()
-    return [exc if isinstance(exc, sqlite3.Error) else sqlite3.OperationalError(repr(exc))] * n
+    return job.result() if exc is None else [_store_error(exc)] * n
