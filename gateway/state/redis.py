@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
@@ -15,6 +16,7 @@ from gateway.state.base import GateResult, StateBackend, attempts_key, cooldown_
 from gateway.state.memory import MemoryState
 
 log = logging.getLogger("smsgw.state")
+T = TypeVar("T")
 
 # KEYS: cooldown, hourly window. ARGV: now_ms, cooldown_ms, hourly_limit, member
 SEND_GATE = """
@@ -141,18 +143,23 @@ class FallbackState:
         self._down_until = self._clock() + self._hold_off
         self._on_error(op)
 
+    async def _either(self, op: str, call: Callable[[StateBackend], Awaitable[T]]) -> T:
+        """``call`` on Redis; on the local state while Redis is held off or when it fails now."""
+        if not self._use_local(op):
+            try:
+                return await call(self.primary)
+            except (RedisError, OSError) as e:
+                self._failed(op, e)
+        return await call(self.local)
+
     async def send_gate(
         self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int, now: float, member: str
     ) -> GateResult:
-        if not self._use_local("send_gate"):
-            try:
-                return await self.primary.send_gate(
-                    tenant_id, phone_key, cooldown=cooldown, hourly_limit=hourly_limit, now=now, member=member
-                )
-            except (RedisError, OSError) as e:
-                self._failed("send_gate", e)
-        return await self.local.send_gate(
-            tenant_id, phone_key, cooldown=cooldown, hourly_limit=hourly_limit, now=now, member=member
+        return await self._either(
+            "send_gate",
+            lambda b: b.send_gate(
+                tenant_id, phone_key, cooldown=cooldown, hourly_limit=hourly_limit, now=now, member=member
+            ),
         )
 
     async def release_gate(
@@ -160,24 +167,13 @@ class FallbackState:
     ) -> None:
         """Where the gate was taken: Redis, or the local fallback while Redis is held off (releasing in
         the place that did not take it changes nothing)."""
-        if not self._use_local("release_gate"):
-            try:
-                await self.primary.release_gate(
-                    tenant_id, phone_key, cooldown=cooldown, now=now, member=member
-                )
-                return
-            except (RedisError, OSError) as e:
-                self._failed("release_gate", e)
-        await self.local.release_gate(tenant_id, phone_key, cooldown=cooldown, now=now, member=member)
+        await self._either(
+            "release_gate",
+            lambda b: b.release_gate(tenant_id, phone_key, cooldown=cooldown, now=now, member=member),
+        )
 
     async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
-        if self._use_local("verify_attempt"):
-            return await self.local.verify_attempt(otp_id, ttl=ttl)
-        try:
-            return await self.primary.verify_attempt(otp_id, ttl=ttl)
-        except (RedisError, OSError) as e:
-            self._failed("verify_attempt", e)
-            return await self.local.verify_attempt(otp_id, ttl=ttl)
+        return await self._either("verify_attempt", lambda b: b.verify_attempt(otp_id, ttl=ttl))
 
     async def forget(self, tenant_id: str, phone_key: str) -> int:
         """Both places: what the process-local fallback holds, and Redis. A Redis error is raised, not
