@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 import redis.asyncio as aioredis
@@ -38,9 +38,7 @@ class Rig:
     engine: FraudEngine
     backend: FraudBackend
     clock: Clock
-    kind: str
     client: aioredis.Redis | None = None
-    sent: list[FraudRequest] = field(default_factory=list)
 
     def req(
         self,
@@ -60,9 +58,6 @@ class Rig:
     async def send(self, e164: str, **kw: object) -> str:
         d = await self.engine.evaluate(self.req(e164, **kw))  # type: ignore[arg-type]
         return d.action
-
-
-EngineFactory = Callable[..., "Rig"]
 
 
 @pytest.fixture
@@ -88,7 +83,7 @@ async def make_rig(backend_kind: str, request: pytest.FixtureRequest) -> AsyncIt
         else:
             backend = MemoryFraudBackend()
         engine = FraudEngine(s, backend, model or RulesOnlyScorer(), clock=clock)
-        return Rig(engine, backend, clock, backend_kind, client)
+        return Rig(engine, backend, clock, client)
 
     yield make
     for c in clients:
