@@ -33,7 +33,7 @@ from antifraud import FraudEngine, FraudRequest, RedisFraudBackend, load_scorer
 from antifraud.evaluate import EngineDriver, make_engine, sim_settings
 from antifraud.numbers import number_info
 from antifraud.simulate import Answer, Sent, SimConfig, Simulation
-from gateway.app import GC_THRESHOLDS
+from gateway.app import freeze_gc
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ class Event:
     kind: str  # "r" request, "v" verified, "f" delivery failed
     req: FraudRequest
     at: float = 0.0
-    challenged: bool = False
+    sent: Sent | None = None  # for "v" and "f": what was sent
 
 
 class Recorder(EngineDriver):
@@ -56,11 +56,11 @@ class Recorder(EngineDriver):
         return await super().request(req)
 
     async def verified(self, sent: Sent, at: float) -> None:
-        self.events.append(Event("v", sent.req, at, sent.challenged))
+        self.events.append(Event("v", sent.req, at, sent))
         await super().verified(sent, at)
 
     async def delivery_failed(self, sent: Sent, at: float) -> None:
-        self.events.append(Event("f", sent.req, at))
+        self.events.append(Event("f", sent.req, at, sent))
         await super().delivery_failed(sent, at)
 
     async def probe(self, req: FraudRequest) -> str:
@@ -86,17 +86,15 @@ async def replay(
     fresh: list[int] = []
     n = 0
     warm = min(2000, limit // 10)
-    seen_before = number_info.cache_info().misses
     threshold = gc.get_threshold()
+    feedback = EngineDriver(engine)
     for ev in events:
         if ev.kind == "r":
             n += 1
             if n > limit:
                 break
             if n == warm:  # what a serving gateway does once started (gateway.app.settle_gc)
-                gc.collect()
-                gc.freeze()
-                gc.set_threshold(*GC_THRESHOLDS)
+                freeze_gc()
             misses = number_info.cache_info().misses
             c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
             await engine.evaluate(ev.req)
@@ -107,23 +105,13 @@ async def replay(
                 if number_info.cache_info().misses > misses:
                     fresh.append(dt)
         elif ev.kind == "v":
-            r = ev.req
-            await engine.record_verified(
-                r.tenant_id,
-                r.e164,
-                r.country,
-                r.now,
-                ev.at,
-                client_ip=r.client_ip,
-                device_id=r.device_id,
-                challenged=ev.challenged,
-            )
+            assert ev.sent is not None
+            await feedback.verified(ev.sent, ev.at)
         else:
-            r = ev.req
-            await engine.record_delivery_failed(r.tenant_id, r.e164, r.country, r.now, ev.at)
+            assert ev.sent is not None
+            await feedback.delivery_failed(ev.sent, ev.at)
     gc.unfreeze()
     gc.set_threshold(*threshold)
-    del seen_before
     return wall, cpu, fresh
 
 
@@ -171,7 +159,6 @@ async def main() -> None:
         f"traffic: {requests} checks recorded from the simulator (seed {args.seed}, scale {scale:.2f}) "
         f"in {time.perf_counter() - t0:.0f} s; model {model.version}"
     )
-    number_info.cache_clear()
 
     runs = []
     for _ in range(max(1, args.repeat)):

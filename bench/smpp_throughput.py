@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import shutil
@@ -62,13 +61,10 @@ TARGET_E2E_P99_MS = 20.0
 
 def quiet_gc() -> None:
     """The instruments (this driver and the SMSC child) settle their garbage collector as a serving
-    gateway does (gateway.app.settle_gc), so a collection pause of theirs is not read as the
-    gateway's latency."""
-    from gateway.app import GC_THRESHOLDS
+    gateway does, so a collection pause of theirs is not read as the gateway's latency."""
+    from gateway.app import freeze_gc
 
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    freeze_gc()
 
 
 async def serve_sim(port: int, receipt_delay_ms: float, record: bool = False) -> None:
