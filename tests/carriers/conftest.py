@@ -9,32 +9,22 @@ reports what it saw as JSON lines; :meth:`NodeSmsc.wait_for` waits for one witho
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from carriers.sim.smpp_server import SmppSim, SmppSimOptions
-from tests.carriers.smpp_peers import PEERS, NodeSmsc, Receipts, RunningSim, SimInbox, ensure_node_peer
+from tests.carriers.smpp_peers import NodeSmsc, Receipts, RunningSim, SimInbox, start_node_smsc
 
 
 @pytest.fixture
 def node_smsc() -> Iterator[Callable[..., NodeSmsc]]:
-    node = ensure_node_peer()
     started: list[NodeSmsc] = []
 
     def start(mode: str = "normal", receipt: str = "tlv", *extra: str) -> NodeSmsc:
-        proc = subprocess.Popen(
-            [node, str(PEERS / "smsc.js"), "--port", "0", "--mode", mode, "--receipt", receipt, *extra],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        peer = NodeSmsc(proc)
+        peer = start_node_smsc("--mode", mode, "--receipt", receipt, *extra)
         started.append(peer)
-        peer.wait_ready()
         return peer
 
     yield start

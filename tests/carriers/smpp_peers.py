@@ -121,6 +121,25 @@ class NodeSmsc:
                 stream.close()
 
 
+def start_node_smsc(*args: str) -> NodeSmsc:
+    """tests/peers/smsc.js (the npm ``smpp`` package's server) on a free port with ``args``, once it
+    listens; the caller stops it."""
+    proc = subprocess.Popen(
+        [ensure_node_peer(), str(PEERS / "smsc.js"), "--port", "0", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    peer = NodeSmsc(proc)
+    try:
+        peer.wait_ready()
+    except BaseException:
+        peer.stop()
+        raise
+    return peer
+
+
 @dataclass
 class Receipts:
     """An on_receipt callback that keeps what it got and lets a test wait for it."""

@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import logging
 import signal
-import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from gateway.config import (
     ServerSettings,
     Settings,
 )
-from tests.carriers.smpp_peers import PEERS, NodeSmsc, ensure_node_peer
+from tests.carriers.smpp_peers import NodeSmsc, start_node_smsc
 from tests.conftest import free_port
 from tests.e2e.procs import Procs, get_json, wait_until
 from tests.gateway.harness import MASTER_KEY, Gw, ManualClock, Sim
@@ -114,20 +113,11 @@ StartNode = Callable[..., NodePeer]
 
 @pytest.fixture
 def node_peer() -> Iterator[StartNode]:
-    node = ensure_node_peer()
     started: list[NodeSmsc] = []
 
     def start(mode: str, *extra: str) -> NodePeer:
-        proc = subprocess.Popen(
-            [node, str(PEERS / "smsc.js"), "--port", "0", "--mode", mode, "--receipt-delay-ms", "5", *extra],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        smsc = NodeSmsc(proc)
+        smsc = start_node_smsc("--mode", mode, "--receipt-delay-ms", "5", *extra)
         started.append(smsc)
-        smsc.wait_ready()
         return NodePeer(smsc)
 
     yield start
@@ -147,7 +137,7 @@ async def make_rig(
     sims: list[SmppSim] = []
 
     async def make(
-        peer: Peer | None = None,
+        peer: Peer,
         *,
         password: str = "secret",
         routing: RoutingSettings | None = None,
@@ -157,7 +147,6 @@ async def make_rig(
         http = SimHttp(Inbox(), SimOptions(receipt_delay_ms=0, seed=11))
         server = await aiohttp_server(http.app())
         backup = Sim(http, f"http://127.0.0.1:{server.port}")
-        assert peer is not None
         if isinstance(peer, SimPeer):
             sims.append(peer.sim)
         port = free_port()
@@ -187,9 +176,10 @@ async def make_rig(
             ],
             routing=routing or RoutingSettings(explore_share=0.0, throttle_hold_seconds=1.0),
         )
-        app = create_app(settings, clock=ManualClock())
+        clock = ManualClock()
+        app = create_app(settings, clock=clock)
         client = await aiohttp_client(TestServer(app, port=port))
-        gw = Gw(client, app, app_clock(app), backup, tmp_path / "smsgw.db")
+        gw = Gw(client, app, clock, backup, tmp_path / "smsgw.db")
         rig = Rig(gw, backup, peer)
         rig.key = await gw.tenant("acme", scopes="send,admin")
         return rig
@@ -197,14 +187,6 @@ async def make_rig(
     yield make
     for sim in sims:
         await sim.close()
-
-
-def app_clock(app: web.Application) -> ManualClock:
-    from gateway.context import CTX
-
-    clock = app[CTX].clock
-    assert isinstance(clock, ManualClock)
-    return clock
 
 
 async def sim_peer(**options: Any) -> SimPeer:
