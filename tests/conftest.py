@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -33,42 +34,39 @@ def wait_port(port: int, seconds: float = 10.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {seconds}s")
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
+REDIS_ARGS = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no")  # loopback, nothing on disk
+
+
+@contextmanager
+def redis_process(*extra: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A throwaway redis-server on a free loopback port (no persistence), stopped and removed after."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server is not installed: run scripts/test, which installs it")
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="smsgw-redis-")
     proc = subprocess.Popen(
-        [
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            "--databases",
-            "64",
-        ],
+        [exe, *REDIS_ARGS, "--port", str(port), "--dir", workdir, *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_port(port)
-        yield f"redis://127.0.0.1:{port}"
+        yield proc, port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    with redis_process("--databases", "64") as (_, port):
+        yield f"redis://127.0.0.1:{port}"
 
 
 _db_counter = iter(range(1, 10_000))

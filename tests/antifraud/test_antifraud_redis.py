@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -23,7 +21,7 @@ from antifraud import (
     TenantPolicy,
 )
 from tests.antifraud.conftest import T0
-from tests.conftest import free_port, wait_port
+from tests.conftest import free_port, redis_process
 
 POLICY = TenantPolicy(allowed_countries=None, limits=(LimitRule("number", 60, 2),))
 END = "antifraud-test-end"
@@ -138,35 +136,8 @@ async def test_unreachable_redis_falls_back_to_local_limits_loudly(caplog: pytes
 @pytest.fixture
 def own_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """A redis-server this test may stop (the session's server must keep running)."""
-    exe = shutil.which("redis-server")
-    assert exe is not None
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="af-redis-")
-    proc = subprocess.Popen(
-        [
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_port(port)
-    try:
+    with redis_process() as (proc, port):
         yield proc, f"redis://127.0.0.1:{port}/0"
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def test_redis_dying_mid_traffic_keeps_answering(own_redis, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
