@@ -92,10 +92,6 @@ def _long_fill(r: RangeView) -> str:
     return f"{r.long_verified:.0f} verified of {r.long_expected:.0f} expected today"
 
 
-def number_rules(ev: Evidence, s: FraudSettings) -> Finding | None:
-    return number_finding(ev.number_sent, ev.number_verified, ev.number_history, s)
-
-
 def number_finding(sent: float, verified: float, history: float, s: FraudSettings) -> Finding | None:
     """The number's own evidence (its counters: codes sent today, verified today, verified ever)."""
     unverified = max(sent - verified, 0.0)

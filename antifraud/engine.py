@@ -135,6 +135,7 @@ class _Layout:
     """Keys of one request, in the order the plan reads them."""
 
     ranges: tuple[str, ...]  # t_all, t_cc, t_p5, g_cc, g_p5, g_p4, g_p3
+    range_reads: tuple[HashRead, ...]  # the same keys as the plan reads them
     number: str
     device: str | None
     ip: str | None
@@ -170,13 +171,12 @@ class FraudEngine:
             int, tuple[TenantPolicy, tuple[tuple[str, tuple[tuple[int, int], ...], float], ...]]
         ] = {}
         self._hashes: dict[str, str] = {}
-        self._reads: dict[tuple[str, ...], tuple[HashRead, ...]] = {}
         self._req_deltas: dict[
             tuple[float, bool], tuple[tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]
         ] = {}
         tp = self._pos[TENANT]
         self._tenant_deltas = ((tp[K.LONG_SENT], 1.0), (tp[K.REQUESTS], 1.0))
-        self._ranges: dict[tuple[str, str, str], tuple[str, ...]] = {}
+        self._ranges: dict[tuple[str, str, str], tuple[tuple[str, ...], tuple[HashRead, ...]]] = {}
         self._weights: dict[tuple[str, str], float] = {}
         self._deltas: dict[tuple[float, bool, bool, float], tuple[tuple[int, float], ...]] = {}
         self._local = LocalClock()
@@ -218,45 +218,34 @@ class FraudEngine:
         snap = await self.backend.check(plan)
         if snap.hits:
             limited = self._limited(snap, layout)
-            if not snap.shared:
-                limited = _replace_shared(limited)
             return self._finish(req, info, policy, limited, None, None, dry_run, snap.shared)
 
         self._remember_weight(req.tenant_id, country, snap.reads[1])
         decision = self._decide(req, info, country, policy, layout, snap, weight)
-        if not snap.shared:
-            decision = _replace_shared(decision)
         return self._finish(req, info, policy, decision, plan, weight, dry_run, snap.shared)
 
     def _static(self, info: NumberInfo, country: str, policy: TenantPolicy) -> Decision | None:
-        if (
-            info.valid
-            and not info.nongeographic
-            and policy.number_types.get(info.kind, "score") != "block"
-            and is_permitted(policy.allowed_countries, country)
-        ):
-            return None  # the common case, without building the messages below
-        masked = mask_e164(info.e164, info.country_code or None)
+        """A refusal that needs no counters (the number or the country alone), or None (the common
+        case: the masked number is built only for a refusal)."""
         if not info.valid:
-            reason = Reason("number_invalid", f"{masked} is not a valid number for its country", "number")
-            return Decision("block", (reason,), score=1.0)
-        if info.nongeographic and policy.block_nongeographic:
             reason = Reason(
-                "number_nongeographic", f"{masked} is a satellite or global-service number", "number"
+                "number_invalid", f"{_masked(info)} is not a valid number for its country", "number"
             )
-            return Decision("block", (reason,), score=1.0)
-        kind_action = policy.number_types.get(info.kind, "score")
-        if kind_action == "block":
+        elif info.nongeographic and policy.block_nongeographic:
             reason = Reason(
-                "number_type_blocked", f"{masked} is a {info.kind.replace('_', '-')} number", "number"
+                "number_nongeographic", f"{_masked(info)} is a satellite or global-service number", "number"
             )
-            return Decision("block", (reason,), score=1.0)
-        if not is_permitted(policy.allowed_countries, country):
+        elif policy.number_types.get(info.kind, "score") == "block":
+            reason = Reason(
+                "number_type_blocked", f"{_masked(info)} is a {info.kind.replace('_', '-')} number", "number"
+            )
+        elif not is_permitted(policy.allowed_countries, country):
             reason = Reason(
                 "country_not_permitted", f"sending to {country} is not enabled for this account", "country"
             )
-            return Decision("block", (reason,), score=1.0)
-        return None
+        else:
+            return None
+        return Decision("block", (reason,), score=1.0)
 
     def _hash(self, value: str) -> str:
         """``Keyring.hash``, remembered: client IPs, devices and blocks come back again and again."""
@@ -267,9 +256,11 @@ class FraudEngine:
             got = self._hashes[value] = self.keys.hash(value)
         return got
 
-    def _range_keys(self, tenant: str, country: str, info: NumberInfo) -> tuple[str, ...]:
-        """The seven range keys of a request (t_all, t_cc, t_p5, g_cc, g_p5, g_p4, g_p3), cached per
-        tenant, country and 1k block."""
+    def _range_keys(
+        self, tenant: str, country: str, info: NumberInfo
+    ) -> tuple[tuple[str, ...], tuple[HashRead, ...]]:
+        """The seven range keys of a request (t_all, t_cc, t_p5, g_cc, g_p5, g_p4, g_p3) and their
+        reads, cached per tenant, country and 1k block."""
         at = (tenant, country, info.p3)
         got = self._ranges.get(at)
         if got is None:
@@ -277,7 +268,7 @@ class FraudEngine:
                 self._ranges.clear()
             k = self.keys
             g = K.ALL_TENANTS
-            got = self._ranges[at] = (
+            keys = (
                 k.range(tenant, "all", ""),
                 k.range(tenant, "cc", country),
                 k.range(tenant, "p5", info.p5),
@@ -286,6 +277,8 @@ class FraudEngine:
                 k.range(g, "p4", info.p4),
                 k.range(g, "p3", info.p3),
             )
+            reads = (HashRead(keys[0], TENANT), *(HashRead(key, RANGE) for key in keys[1:]))
+            got = self._ranges[at] = (keys, reads)
         return got
 
     def _layout(self, req: FraudRequest, info: NumberInfo, country: str, policy: TenantPolicy) -> _Layout:
@@ -313,13 +306,15 @@ class FraudEngine:
                 continue
             limits.append(LimitSpec(k.limit(scope, t, value), windows, ttl))
             scopes.append(scope)
+        ranges, range_reads = self._range_keys(t, country, info)
         return _Layout(
-            ranges=self._range_keys(t, country, info),
+            ranges=ranges,
+            range_reads=range_reads,
             number=k.number(t, num_hash),
             device=k.device(t, dev_hash) if dev_hash else None,
             ip=k.ip(ip_hash) if ip_hash else None,
             ip_countries=k.ip_countries(ip_hash) if ip_hash else None,
-            sweep=k.prefix + "sw:" + self._hash(info.p4),
+            sweep=k.sweep_of(self._hash(info.p4)),
             allow=k.allow(t),
             block=k.block(t),
             list_fields=(
@@ -380,17 +375,6 @@ class FraudEngine:
             got = self._req_deltas[key] = (full, short)
         return got
 
-    def _range_reads(self, ranges: tuple[str, ...]) -> tuple[HashRead, ...]:
-        got = self._reads.get(ranges)
-        if got is None:
-            if len(self._reads) > 100_000:
-                self._reads.clear()
-            got = self._reads[ranges] = (
-                HashRead(ranges[0], TENANT),
-                *(HashRead(key, RANGE) for key in ranges[1:]),
-            )
-        return got
-
     def _make_deltas(
         self, weight: float, full: bool, challenged: bool, sign: float
     ) -> tuple[tuple[int, float], ...]:
@@ -428,7 +412,7 @@ class FraudEngine:
             HashAdd(r[6], RANGE, short, now, sttl),
             HashAdd(lay.number, NUMBER, ((0, 1.0),), now, _ENTITY_TTL),
         ]
-        reads = [*self._range_reads(r), HashRead(lay.number, NUMBER)]
+        reads = [*lay.range_reads, HashRead(lay.number, NUMBER)]
         lists = [(lay.sweep, s.sweep_list)]
         pushes = [ListPush(lay.sweep, f"{info.suffix4}:{now:.0f}", s.sweep_list, 2.0 * s.sweep_window)]
         if lay.device:
@@ -635,6 +619,8 @@ class FraudEngine:
         dry_run: bool,
         shared: bool = True,
     ) -> Decision:
+        if not shared:
+            decision = _replace_shared(decision)
         if not policy.enforce and decision.action in ("challenge", "block"):
             log.info("antifraud monitor mode: would %s %s", decision.action, _codes(decision))
             decision = Decision("allow", decision.reasons, None, decision.score, decision.shared_state)
@@ -932,6 +918,10 @@ def _span(window: int) -> str:
 
 def _codes(d: Decision) -> str:
     return ",".join(r.code for r in d.reasons) or "-"
+
+
+def _masked(info: NumberInfo) -> str:
+    return mask_e164(info.e164, info.country_code or None)
 
 
 def _replace_shared(d: Decision) -> Decision:

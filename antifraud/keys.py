@@ -98,7 +98,11 @@ class Keyring:
         return f"{self.prefix}ipc:{ip_hash}"
 
     def sweep(self, p4: str) -> str:
-        return f"{self.prefix}sw:{self.hash(p4)}"
+        return self.sweep_of(self.hash(p4))
+
+    def sweep_of(self, p4_hash: str) -> str:
+        """The sweep list of a 10k block, by the block's hash (callers that remember hashes)."""
+        return f"{self.prefix}sw:{p4_hash}"
 
     def limit(self, scope: str, tenant: str, value: str) -> str:
         return f"{self.prefix}lim:{scope}:{tenant}:{value}"

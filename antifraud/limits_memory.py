@@ -160,9 +160,9 @@ class MemoryFraudBackend:
             got = self._factors[(lay, dt)] = lay.factors(dt)
         return got
 
-    def _load(self, key: str, now: float, lay: _Layout, create: bool) -> array[float]:
+    def _load(self, key: str, now: float, lay: _Layout) -> array[float]:
         """The live record, decayed in place to ``now`` (re-stamped max(now, t): the same values a
-        reader computes); zeros if missing, stored only when ``create`` (dry runs leave no keys)."""
+        reader computes); a new record of zeros if missing (writes only: dry runs ``_read``)."""
         st = self._h.get(key)
         if st is not None:
             at = self._exp.get(key)
@@ -172,8 +172,7 @@ class MemoryFraudBackend:
         if st is None:
             st = array("d", lay.zeros)
             st[0] = now
-            if create:
-                self._h[key] = st
+            self._h[key] = st
             return st
         if len(st) != lay.width:
             _fit(st, lay)
@@ -216,7 +215,7 @@ class MemoryFraudBackend:
         """A :class:`HashAdd`: ``_load`` then the deltas, with the decay factors shared by every
         write of one check."""
         lay = layouts[schema]
-        st = self._load(key, now, lay, True)
+        st = self._load(key, now, lay)
         age = st[0] - when
         if age > 0:
             fs = self._factor(lay, age)
