@@ -524,8 +524,6 @@ class FraudEngine:
         weight: float,
     ) -> Decision:
         now = req.now
-        # always: LocalClock caches per hour, so skipping it for some requests could change its answers
-        hour = self._local.hour(info.zone, now)
         allow_flags, block_flags = snap.flags
         for kind, value in zip(_LIST_KINDS, block_flags, strict=True):
             if _active(value, now):
@@ -544,7 +542,7 @@ class FraudEngine:
         if nh >= 0.5:  # returning user: verified before for this tenant
             return Decision("allow", score=0.0)
 
-        ev = self._evidence(req, info, country, snap, weight, hour)
+        ev = self._evidence(req, info, country, snap, weight, self._local.hour(info.zone, now))
         if req.challenge_passed:
             esc = escalation(ev, self.settings)
             if esc is not None:

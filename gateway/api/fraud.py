@@ -13,6 +13,7 @@ from gateway.auth import authenticate, require
 from gateway.context import CTX
 from gateway.errors import ApiError
 from gateway.phone import parse_number
+from gateway.privacy.mask import mask_phone
 from gateway.schemas import decode, json_body, query_int
 
 
@@ -165,8 +166,10 @@ async def _list_op(request: web.Request, op: str) -> web.Response:
     req = decode(await json_body(request), ListRequest)
     engine = ctx.fraud.engine
     value = req.value.strip()
+    shown = value
     if req.kind == "number":
-        value = parse_number(value).e164  # invalid_number with the reason, like every endpoint
+        num = parse_number(value)  # invalid_number with the reason, like every endpoint
+        value, shown = num.e164, mask_phone(num.e164, num.calling_code)
     elif req.kind == "country" and not (len(value) == 2 and value.isascii() and value.isalpha()):
         raise ApiError("invalid_request", "a country is its ISO 3166-1 alpha-2 code, e.g. DE", field="value")
     try:
@@ -178,9 +181,8 @@ async def _list_op(request: web.Request, op: str) -> web.Response:
             result = await engine.block(who.tenant.id, req.kind, value)
         else:
             result = "removed" if await engine.unlist(who.tenant.id, req.kind, value) else "absent"
-    except ValueError as e:  # a malformed prefix or country
+    except ValueError as e:  # a malformed prefix
         raise ApiError("invalid_request", str(e), field="value") from None
-    shown = value if req.kind != "number" else f"{value[:4]}…{value[-2:]}"
     await ctx.db.append_audit(
         at=ctx.clock(),
         actor=f"tenant:{who.tenant.id}:admin",

@@ -169,14 +169,15 @@ class Fraud:
                 "score": round(decision.score, 3),
             },
         )
-        if decision.action == "challenge":
+        code = decision.error_code
+        if code == "challenge_required":
             raise ApiError(
-                "challenge_required",
+                code,
                 "Prove a human (e.g. a CAPTCHA) and send the request again with 'challenge_token'.",
                 reasons=reasons,
             )
-        if primary is not None and primary.code == "country_not_permitted" and len(decision.reasons) == 1:
-            raise ApiError("country_not_permitted", primary.message, country=num.country)
+        if code == "country_not_permitted" and primary is not None:
+            raise ApiError(code, primary.message, country=num.country)
         raise ApiError(
             "fraud_blocked", primary.message if primary else "Refused by anti-fraud.", reasons=reasons
         )
