@@ -51,7 +51,8 @@ from gateway.services.fraud import Fraud
 from gateway.services.otp import render_message
 from gateway.services.senderid import SenderIds
 from gateway.state import FallbackState, MemoryState, RedisState, redis_client
-from gateway.store import RetentionPolicy, SqliteStore
+from gateway.store import PgStore, RetentionPolicy, SqliteStore, Store
+from gateway.store.pg import CONTROL_SCHEMA, is_pg_url, region_schema
 from gateway.store.records import MessageRecord
 from gateway.store.router import Stores
 from gateway.webhooks import WebhookSender
@@ -156,13 +157,24 @@ async def _one_tenant_settings(ctx: Context, tenant_id: str) -> dict[str, object
     return (await ctx.db.tenant_settings(tenant_id)).get(tenant_id, {})
 
 
+def open_store(where: str, key: bytes, schema: str) -> Store:
+    """The engine ``where`` names: a ``postgresql://`` URL (the store in ``schema`` there) or a SQLite
+    file path."""
+    return PgStore(where, key, schema=schema) if is_pg_url(where) else SqliteStore(where, key)
+
+
 def open_stores(settings: Settings) -> Stores:
-    """The control store at ``db_path`` and one store per residency region (not opened yet)."""
+    """The control store (``SMSGW_DATABASE_URL``, else the SQLite file at ``db_path``) and one store per
+    residency region (not opened yet). On PostgreSQL a region without a location of its own is a schema
+    of its own (``smsgw_<region>``) on the control store's database."""
     key = master_key(settings)
     r = settings.residency
     return Stores(
-        control=SqliteStore(settings.db_path, key),
-        regions={name: SqliteStore(path, key) for name, path in r.regions.items()},
+        control=open_store(settings.database_url or settings.db_path, key, CONTROL_SCHEMA),
+        regions={
+            name: open_store(where or settings.database_url, key, region_schema(name))
+            for name, where in r.regions.items()
+        },
         country_region=dict(r.countries),
         copy_to_control=frozenset(r.copy_to_control),
     )

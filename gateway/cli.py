@@ -70,11 +70,10 @@ async def _tenant_create(
     countries: frozenset[str],
     fraud_mode: str = "enforce",
 ) -> dict[str, str]:
-    from gateway.app import master_key
+    from gateway.app import open_stores
     from gateway.auth import create_tenant
-    from gateway.store import SqliteStore
 
-    store = SqliteStore(settings.db_path, master_key(settings))
+    store = open_stores(settings).control
     await store.open()
     try:
         tenant, api_key = await create_tenant(store, name, scopes, countries, time.time())
@@ -96,12 +95,11 @@ async def _tenant_create(
 async def _key_add(settings: Settings, tenant_id: str, scopes: frozenset[str]) -> str | None:
     import secrets
 
-    from gateway.app import master_key
+    from gateway.app import open_stores
     from gateway.auth import KEY_PREFIX
     from gateway.privacy.crypto import hash_api_key
-    from gateway.store import SqliteStore
 
-    store = SqliteStore(settings.db_path, master_key(settings))
+    store = open_stores(settings).control
     await store.open()
     try:
         api_key = KEY_PREFIX + secrets.token_urlsafe(32)

@@ -165,7 +165,8 @@ class RetentionSettings:
 
 @dataclass(frozen=True)
 class ResidencySettings:
-    regions: dict[str, str] = field(default_factory=dict)  # region name -> SQLite path
+    # region name -> SQLite path, postgresql:// URL, or "" (a schema of its own on SMSGW_DATABASE_URL)
+    regions: dict[str, str] = field(default_factory=dict)
     countries: dict[str, str] = field(default_factory=dict)  # ISO country -> region name
     copy_to_control: list[str] = field(default_factory=list)  # countries recorded locally first, then copied
 
@@ -174,6 +175,7 @@ class ResidencySettings:
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     db_path: str = "./smsgw.db"
+    database_url: str = ""  # postgresql://…: the PostgreSQL engine instead of SQLite at db_path
     redis_url: str = ""
     master_key: str = ""  # base64 of 32 bytes; empty: a key file next to the database (development)
     default_tenant_countries: list[str] = field(default_factory=lambda: list(DEFAULT_TENANT_COUNTRIES))
@@ -211,6 +213,7 @@ SIM_ROUTES = [
 
 _ENV = {
     "SMSGW_DB": "db_path",
+    "SMSGW_DATABASE_URL": "database_url",
     "REDIS_URL": "redis_url",
     "SMSGW_MASTER_KEY": "master_key",
 }
@@ -349,6 +352,15 @@ def _cross_checks(s: Settings, problems: list[str]) -> None:
     for region in s.residency.regions:
         if not re.fullmatch(r"[a-z0-9]{1,12}", region):
             problems.append(f"residency.regions.{region}: region names are 1-12 lowercase letters or digits")
+    pg_urls = ("postgresql://", "postgres://")
+    if s.database_url and not s.database_url.startswith(pg_urls):
+        problems.append(f"SMSGW_DATABASE_URL: must start with postgresql:// (got {s.database_url!r})")
+    for region, where in s.residency.regions.items():
+        if not where and not s.database_url:
+            problems.append(
+                f"residency.regions.{region}: give a SQLite path or a postgresql:// URL (empty means a "
+                "schema of its own on SMSGW_DATABASE_URL, which is not set)"
+            )
     for country, region in s.residency.countries.items():
         if region not in s.residency.regions:
             problems.append(f"residency.countries.{country}: no region named {region!r} in residency.regions")

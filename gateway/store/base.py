@@ -550,8 +550,8 @@ class Store(
 
 
 if TYPE_CHECKING:
-    from gateway.store import SqliteStore
+    from gateway.store import PgStore, SqliteStore
 
-    # mypy proves here that the SQLite engine implements every method of the interface, signatures
-    # included; a PostgreSQL engine adds its own line.
+    # mypy proves here that each engine implements every method of the interface, signatures included
     _sqlite_fills_store: type[Store] = SqliteStore
+    _pg_fills_store: type[Store] = PgStore

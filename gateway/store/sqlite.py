@@ -19,6 +19,7 @@ import aiosqlite
 
 from gateway.privacy.crypto import Keyring, unwrap_data_key, wrap_data_key
 from gateway.store.migrations import MIGRATIONS
+from gateway.store.tables import SEALED
 from gateway.store.writer import GroupWriter, Statement
 
 log = logging.getLogger("smsgw.store")
@@ -191,15 +192,7 @@ class SqliteEngine:
         self.keyring.add(*added)
         return added[0]
 
-    SEALED: tuple[tuple[str, str, str], ...] = (
-        ("otps", "phone_enc", "'phone'"),
-        ("messages", "phone_enc", "'phone'"),
-        ("messages", "payload_enc", "CASE WHEN kind = 'otp' THEN 'otp_code' ELSE 'body' END"),
-        ("residency_copies", "phone_enc", "'phone'"),
-        ("links", "url_enc", "'link_url'"),
-        ("sender_documents", "content_enc", "'document'"),
-        ("tenant_webhooks", "secret_enc", "'webhook_secret'"),
-    )
+    SEALED = SEALED
 
     async def count_stale_sealed(self) -> int:
         """How many sealed values are not under the active data key."""

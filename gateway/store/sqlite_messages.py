@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
-from dataclasses import fields
 from typing import Any
 
 from gateway.store.records import MessageRecord, OtpRecord, Principal, Tenant
 from gateway.store.sqlite import SqliteEngine
+from gateway.store.tables import MSG_COLS, OTP_COLS, message_from
 from gateway.store.writer import Statement
-
-MSG_COLS = [f.name for f in fields(MessageRecord)]
-OTP_COLS = [f.name for f in fields(OtpRecord) if f.name != "route"]
 
 
 def insert_stmt(table: str, cols: list[str], obj: Any) -> Statement:
     sql = f"INSERT INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
     return sql, tuple(getattr(obj, c) for c in cols)
-
-
-def message_from(row: sqlite3.Row | tuple[Any, ...]) -> MessageRecord:
-    return MessageRecord(*[row[i] for i in range(len(MSG_COLS))])
 
 
 class MessagesMixin(SqliteEngine):

@@ -9,10 +9,7 @@ from typing import Any
 from gateway.privacy.audit import GENESIS, AuditRecord, canonical, record_mac
 from gateway.store.base import RetentionPolicy
 from gateway.store.sqlite import SqliteEngine
-from gateway.store.sqlite_messages import MSG_COLS, OTP_COLS, message_from
-
-PURGE_BATCH = 500
-
+from gateway.store.tables import MSG_COLS, OTP_COLS, PURGE_BATCH, PurgeJob, message_from, purge_in_batches
 
 __all__ = ["PURGE_BATCH", "PrivacyMixin", "RetentionPolicy"]
 
@@ -288,76 +285,14 @@ class PrivacyMixin(SqliteEngine):
     async def purge(self, policy: RetentionPolicy, now: float) -> dict[str, int]:
         """Delete what outlived its class's time to live, in batches of PURGE_BATCH rows per transaction
         so the API never waits long behind it. Returns rows touched per class."""
-        jobs: list[tuple[str, float, str]] = [
-            (
-                "otps",
-                policy.otps,
-                "DELETE FROM otps WHERE rowid IN (SELECT rowid FROM otps WHERE created_at < ? LIMIT ?)",
-            ),
-            (
-                "message_bodies",
-                policy.message_bodies,
-                "UPDATE messages SET payload_enc = NULL WHERE rowid IN ("
-                "SELECT rowid FROM messages WHERE created_at < ? AND payload_enc IS NOT NULL "
-                "AND status NOT IN ('queued', 'sending') LIMIT ?)",
-            ),
-            (
-                "receipts",
-                policy.receipts,
-                "UPDATE messages SET carrier_message_id = NULL, error_reason = NULL "
-                "WHERE rowid IN (SELECT rowid FROM messages WHERE updated_at < ? "
-                "AND carrier_message_id IS NOT NULL "
-                "AND status IN ('delivered', 'failed', 'expired') LIMIT ?)",
-            ),
-            (
-                "messages",
-                policy.messages,
-                "DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages "
-                "WHERE created_at < ? AND status NOT IN ('queued', 'sending') LIMIT ?)",
-            ),
-            (
-                "events",
-                policy.events,
-                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE at < ? LIMIT ?)",
-            ),
-            (
-                "audit",
-                policy.audit,
-                "DELETE FROM audit WHERE rowid IN (SELECT rowid FROM audit WHERE at < ? "
-                "ORDER BY seq LIMIT ?)",
-            ),
-            (
-                "privacy_requests",
-                policy.privacy_requests,
-                "DELETE FROM privacy_requests WHERE rowid IN ("
-                "SELECT rowid FROM privacy_requests WHERE received_at < ? LIMIT ?)",
-            ),
-            (
-                "links",
-                policy.messages,
-                "DELETE FROM links WHERE rowid IN (SELECT rowid FROM links WHERE created_at < ? LIMIT ?)",
-            ),
-            (
-                "webhook_outbox",
-                policy.receipts,
-                "DELETE FROM webhook_outbox WHERE rowid IN (SELECT rowid FROM webhook_outbox "
-                "WHERE created_at < ? LIMIT ?)",
-            ),
-            (
-                "copies",
-                policy.messages,
-                "DELETE FROM residency_copies WHERE rowid IN (SELECT rowid FROM "
-                "residency_copies WHERE created_at < ? LIMIT ?)",
-            ),
-        ]
-        report: dict[str, int] = {}
-        for name, ttl, sql in jobs:
-            total = 0
-            if ttl > 0:
-                while True:
-                    n, _ = await self._write([(sql, (now - ttl, PURGE_BATCH))])
-                    total += max(n, 0)
-                    if n < PURGE_BATCH:
-                        break
-            report[name] = total
-        return report
+
+        async def one_batch(job: PurgeJob, cutoff: float) -> int:
+            change = f"UPDATE {job.table} SET {job.strip}" if job.strip else f"DELETE FROM {job.table}"
+            sql = (
+                f"{change} WHERE rowid IN (SELECT rowid FROM {job.table} "
+                f"WHERE {job.condition('?')} {job.order} LIMIT ?)"
+            )
+            n, _ = await self._write([(sql, (cutoff, PURGE_BATCH))])
+            return n
+
+        return await purge_in_batches(policy, now, one_batch)

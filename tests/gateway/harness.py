@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,9 @@ class Gw:
     app: web.Application
     clock: ManualClock
     sim: Sim
-    db_path: Path
+    db_path: Path  # the SQLite file (when the stack's engine is SQLite)
     keys: dict[str, str] = field(default_factory=dict)
+    at_rest: Callable[[], bytes] = lambda: b""  # every byte the store wrote (its files, WAL included)
 
     @property
     def ctx(self) -> Context:

@@ -91,7 +91,7 @@ async def test_whole_workflow_then_send(gw: Gw) -> None:
     assert st == 403
     st, err, _ = await gw.call("POST", f"/v1/sender-ids/{reg['id']}/approve", admin, {"country": "AE"})
     assert st == 404
-    own_admin = await _admin_of(gw, "acme")
+    own_admin = await _admin_of(gw, onb)
     st, done, _ = await gw.call("POST", f"/v1/sender-ids/{reg['id']}/approve", own_admin, {"country": "AE"})
     assert st == 200 and {c["country"]: c["state"] for c in done["countries"]}["AE"] == "approved"
     # approved for AE: sent; not approved for SA: refused
@@ -107,19 +107,22 @@ async def test_whole_workflow_then_send(gw: Gw) -> None:
     assert actions.count("sender_id.submit_refused") == 2
 
 
-async def _admin_of(gw: Gw, name: str) -> str:
-    """An admin key for the tenant called ``name`` (a second key of the same tenant)."""
+async def _admin_of(gw: Gw, tenant_key: str) -> str:
+    """An admin key for the tenant of ``tenant_key`` (a second key of the same tenant)."""
     from gateway.privacy.crypto import hash_api_key
 
-    rows = await gw.ctx.db._read_all("SELECT id FROM tenants WHERE name = ?", (name,))
-    key = "sk_live_admin-" + rows[0][0]
-    assert await gw.ctx.db.add_api_key(rows[0][0], hash_api_key(key), frozenset({"admin"}), gw.clock())
+    principal = await gw.ctx.db.principal_for_key(hash_api_key(tenant_key))
+    assert principal is not None
+    key = "sk_live_admin-" + principal.tenant.id
+    assert await gw.ctx.db.add_api_key(
+        principal.tenant.id, hash_api_key(key), frozenset({"admin"}), gw.clock()
+    )
     return key
 
 
 async def test_reject_with_reason_then_resubmit(gw: Gw) -> None:
     onb = await gw.tenant("acme", scopes="onboarding")
-    admin = await _admin_of(gw, "acme")
+    admin = await _admin_of(gw, onb)
     reg = await file_request(gw, onb)
     await upload_ae_documents(gw, onb, reg["id"])
     st, out, _ = await gw.call("POST", f"/v1/sender-ids/{reg['id']}/submit", onb, {})
@@ -142,7 +145,7 @@ async def test_reject_with_reason_then_resubmit(gw: Gw) -> None:
 
 async def test_approval_expires(gw: Gw) -> None:
     onb = await gw.tenant("acme", scopes="onboarding,send")
-    admin = await _admin_of(gw, "acme")
+    admin = await _admin_of(gw, onb)
     reg = await file_request(gw, onb)
     await upload_ae_documents(gw, onb, reg["id"])
     await gw.call("POST", f"/v1/sender-ids/{reg['id']}/submit", onb, {})
@@ -231,7 +234,7 @@ async def test_brand_classification_and_message_brand_class(gw: Gw) -> None:
 
 async def test_fallback_sender_is_used_where_allowed(gw: Gw) -> None:
     key = await gw.tenant("acme", scopes="onboarding,send")
-    admin = await _admin_of(gw, "acme")
+    admin = await _admin_of(gw, key)
     st, _, _ = await gw.call("PUT", "/v1/brand", key, {"name": "Acme", "fallback_sender": "InfoSMS"})
     assert st == 200
     # the fallback itself is not approved for AE yet: the unregistered sender is refused

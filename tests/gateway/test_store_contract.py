@@ -1,8 +1,9 @@
 """The behaviour every engine of the durable store must show, written against ``gateway.store.base.Store``.
 
-Parametrised over engines: today SQLite on a temporary file. A PostgreSQL engine plugs in by adding one
-entry to ``ENGINES`` (how to build it on a fresh database, the error a broken constraint raises, and how
-to read what it wrote at rest). The API-level tests (``test_otp_api.py``, ``test_dispatch.py``,
+Parametrised over engines (``ENGINES``): SQLite on a temporary file, PostgreSQL on a fresh database of
+the session's server (``tests/conftest.py``); each entry says how to get a fresh database, how to build
+the store on it, the error a broken constraint raises, and how to read what it wrote at rest.
+The API-level tests (``test_otp_api.py``, ``test_dispatch.py``,
 ``test_privacy_api.py``, ``test_senderid_api.py``, ``test_routing_webhooks.py``) drive the same methods
 through the gateway; here each contract is pinned at the store's own surface, including the races and
 repeats that the API cannot provoke on demand.
@@ -17,13 +18,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from gateway.ids import new_id
 from gateway.privacy.audit import verify_chain
 from gateway.privacy.crypto import Keyring
-from gateway.store import SqliteStore
+from gateway.store import PgStore, SqliteStore
 from gateway.store.base import MessageRecord, OtpRecord, OutboxEvent, RetentionPolicy, Store, Tenant
+from tests.conftest import PgServer
 
 NUM = "+4915123456789"
 OTHER_NUM = "+4915198765432"
@@ -34,20 +37,34 @@ LEASE = 30.0
 # --------------------------------------------------------------------------------------------- engines
 @dataclass(frozen=True)
 class Engine:
-    make: Callable[[Path, bytes], Store]  # a store on a fresh database (not opened)
+    locate: Callable[[pytest.FixtureRequest, Path], str]  # a fresh database for one test
+    make: Callable[[str, bytes], Store]  # a store on that database (not opened)
     constraint_error: type[Exception]  # what a write that breaks a constraint raises
-    at_rest: Callable[[Path], bytes]  # every byte the engine wrote (e.g. the files, or a dump)
+    at_rest: Callable[[pytest.FixtureRequest, str], bytes]  # every byte the engine wrote
 
 
-def _sqlite_bytes(where: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(where.glob("contract.db*")))
+def _sqlite_bytes(request: pytest.FixtureRequest, where: str) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(Path(where).parent.glob("contract.db*")))
+
+
+def _pg_bytes(request: pytest.FixtureRequest, where: str) -> bytes:
+    """The database's files and the write-ahead log written since it was created, after a checkpoint."""
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.files_of(where)
 
 
 ENGINES: dict[str, Engine] = {
     "sqlite": Engine(
-        make=lambda where, key: SqliteStore(str(where / "contract.db"), key),
+        locate=lambda request, tmp: str(tmp / "contract.db"),
+        make=lambda where, key: SqliteStore(where, key),
         constraint_error=sqlite3.IntegrityError,
         at_rest=_sqlite_bytes,
+    ),
+    "postgresql": Engine(
+        locate=lambda request, tmp: str(request.getfixturevalue("pg_url")),
+        make=lambda where, key: PgStore(where, key),
+        constraint_error=asyncpg.IntegrityConstraintViolationError,
+        at_rest=_pg_bytes,
     ),
 }
 
@@ -55,7 +72,7 @@ ENGINES: dict[str, Engine] = {
 @dataclass
 class Opened:
     engine: Engine
-    where: Path
+    where: str
     key: bytes
     store: Store
 
@@ -77,9 +94,10 @@ class Opened:
 async def opened(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opened]:
     engine = ENGINES[request.param]
     key = secrets.token_bytes(32)
-    store = engine.make(tmp_path, key)
+    where = engine.locate(request, tmp_path)
+    store = engine.make(where, key)
     await store.open()
-    o = Opened(engine, tmp_path, key, store)
+    o = Opened(engine, where, key, store)
     yield o
     await o.store.close()
 
@@ -609,7 +627,9 @@ async def test_purge_keeps_what_is_in_flight_and_cuts_the_audit_chain_at_its_sta
 
 
 # --------------------------------------------------------------------------------------------- sealed at rest
-async def test_secrets_the_engine_seals_are_never_at_rest_in_clear_and_open_again(opened: Opened) -> None:
+async def test_secrets_the_engine_seals_are_never_at_rest_in_clear_and_open_again(
+    opened: Opened, request: pytest.FixtureRequest
+) -> None:
     store = opened.store
     secret, content, url = (
         "whsec-contract-4f1e9a",
@@ -630,7 +650,8 @@ async def test_secrets_the_engine_seals_are_never_at_rest_in_clear_and_open_agai
     await store.insert_links("t1", "msg_1", [("lnk_1", url)], T0)
     otp, msg = otp_pair(store.keyring)
     await store.insert_otp(otp, msg)
-    raw = opened.engine.at_rest(opened.where)
+    raw = opened.engine.at_rest(request, opened.where)
+    assert b"https://t1.example/hook" in raw  # stored in clear: the scan does see what was written
     for clear in (secret.encode(), content, url.encode(), NUM.encode(), b"123456"):
         assert clear not in raw
     store = await opened.reopen()

@@ -17,6 +17,7 @@ import pytest
 from gateway.ids import new_id
 from gateway.store import SqliteStore
 from gateway.store.records import Tenant
+from tests.gateway.conftest import SQLITE_STACKS
 from tests.gateway.harness import Gw
 
 
@@ -119,6 +120,7 @@ async def test_a_statement_error_fails_only_its_own_caller_while_the_lock_was_co
     assert await stored(store, ok)
 
 
+@pytest.mark.parametrize("stack", SQLITE_STACKS, indirect=True)
 async def test_the_api_answers_503_while_another_process_holds_the_lock_too_long(gw: Gw) -> None:
     key = await gw.tenant()
     writer = gw.ctx.db.writer  # type: ignore[attr-defined]
