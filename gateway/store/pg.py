@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -238,11 +239,17 @@ class PgEngine:
         self.writer: PgGroupWriter | None = None
 
     def _server_settings(self) -> dict[str, str]:
-        return {
-            "search_path": self.schema,
-            "synchronous_commit": "on",  # a commit returns once its WAL is flushed: durable on return
+        """Session settings of every connection. ``lock_timeout`` and ``application_name`` given in the
+        URL's query (``?lock_timeout=2s``) take precedence; the schema and durability do not yield."""
+        given = parse_qs(urlsplit(self.dsn).query)
+        tunable = {
             "lock_timeout": f"{int(self._lock_wait * 1000)}ms",  # past it: LockNotAvailableError, a 503
             "application_name": "smsgw",
+        }
+        return {
+            **{k: v for k, v in tunable.items() if k not in given},
+            "search_path": self.schema,
+            "synchronous_commit": "on",  # a commit returns once its WAL is flushed: durable on return
         }
 
     # ----------------------------------------------------------------- lifecycle
