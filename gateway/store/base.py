@@ -1,9 +1,10 @@
 """The durable store's interface: every method the gateway calls on a store, grouped by concern.
 
-``SqliteStore`` (``gateway/store/__init__.py``) fills it today; a PostgreSQL engine fills the same
-protocols when one SQLite file is outgrown. Callers (``gateway.context``, ``gateway.store.router``,
-services, dispatch) name :class:`Store`, never an engine; ``tests/gateway/test_store_contract.py`` is
-the behaviour every engine must show, parametrised over engines.
+``SqliteStore`` and ``PgStore`` (``gateway/store/__init__.py``) fill it: SQLite embedded in one
+process, PostgreSQL when many processes share the store. Callers (``gateway.context``,
+``gateway.store.router``, services, dispatch) name :class:`Store`, never an engine;
+``tests/gateway/test_store_contract.py`` is the behaviour every engine must show, parametrised over
+engines.
 
 Rules that hold for every method below, on every engine:
 
@@ -24,8 +25,9 @@ Rules that hold for every method below, on every engine:
   personal data is either sealed or a keyed HMAC, never clear text.
 * **Errors.** A write that breaks a constraint or a store that cannot be reached raises; nothing is
   half-applied. Each engine names the exception types that mean "cannot serve now" in
-  ``unavailable`` (SQLite: ``sqlite3.Error``; PostgreSQL would name its driver's connection and
-  database errors); ``gateway.middleware`` answers those with 503 ``unavailable``, anything else 500.
+  ``unavailable`` (SQLite: ``sqlite3.Error``; PostgreSQL: ``asyncpg.PostgresError`` and its own
+  ``PgUnavailable`` for a refused, lost or timed-out connection); ``gateway.middleware`` answers those
+  with 503 ``unavailable``, anything else 500.
 
 Plain values cross this interface: the records of ``gateway/store/records.py``, :class:`Webhook`,
 :class:`RetentionPolicy` and :class:`gateway.privacy.audit.AuditRecord` (re-exported here).
@@ -546,7 +548,8 @@ class Store(
 ):
     """One region's complete store. Things that are engine-specific stay off this interface: the SQLite
     file path, its migrations (``PRAGMA user_version``), its group writer and pragmas live only in
-    ``gateway/store/sqlite.py``; ``gateway.app.open_stores`` and the CLI construct the engine by name."""
+    ``gateway/store/sqlite.py``; the PostgreSQL URL, schema, pool, migrations and group writer only in
+    ``gateway/store/pg.py``; ``gateway.app.open_store`` constructs the engine a location names."""
 
 
 if TYPE_CHECKING:
