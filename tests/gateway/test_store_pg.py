@@ -173,3 +173,37 @@ def test_the_cli_creates_tenants_and_verifies_the_audit_log_on_postgresql(
             await conn.close()
 
     assert asyncio.run(stored()) == (tenant_id, "DE")
+
+
+async def test_concurrent_writes_share_transactions(pg_url: str) -> None:
+    """Group commit: the writes queued while a batch commits go together, not one transaction each."""
+    from tests.gateway.test_store_contract import message
+
+    store = PgStore(pg_url, secrets.token_bytes(32))
+    await store.open()
+    try:
+        assert store.writer is not None
+        before = (store.writer.batches, store.writer.operations)
+        await asyncio.gather(*(store.insert_message(message(store.keyring)) for _ in range(60)))
+        batches, ops = store.writer.batches - before[0], store.writer.operations - before[1]
+        assert ops == 60 and batches <= 3, (batches, ops)
+        assert await store.count_by_status() == {"queued": 60}
+    finally:
+        await store.close()
+
+
+async def test_a_value_sealed_under_a_key_another_process_added_opens_at_once(pg_url: str) -> None:
+    """Keyring.fetch_key: the reader learns the new data key when it first meets it, not only at the
+    next refresh."""
+    key = secrets.token_bytes(32)
+    rotator, reader = PgStore(pg_url, key), PgStore(pg_url, key)
+    await rotator.open()
+    await reader.open()
+    try:
+        assert await rotator.add_data_key(1.0) == 2
+        await rotator.put_webhook("t1", "https://t1.example/hook", "s3cret", 1.0)
+        hook = await reader.get_webhook("t1")
+        assert hook is not None and hook.secret == b"s3cret" and 2 in reader.keyring.data_keys
+    finally:
+        await rotator.close()
+        await reader.close()
