@@ -90,6 +90,7 @@ class _Op:
     statements: Sequence[Statement] | TxFn
     fetch: bool
     future: asyncio.Future[WriteResult]
+    blind: bool = False  # the caller needs no row count (plain inserts): may go out with others' rows
 
 
 def _rowcount(status: str) -> int:
@@ -111,6 +112,41 @@ async def _apply(conn: asyncpg.Connection, op: _Op) -> WriteResult:
     return WriteResult(rowcount, rows)
 
 
+def _same_statements(op: _Op) -> tuple[str, ...] | None:
+    """The key under which blind operations are sent together, or None."""
+    if not op.blind or callable(op.statements):
+        return None
+    return tuple(sql for sql, _ in op.statements)
+
+
+async def _apply_batch(conn: asyncpg.Connection, batch: list[_Op]) -> list[WriteResult | BaseException]:
+    """Every operation of a batch, in one transaction. Blind operations with the same statements (e.g.
+    every queued ``insert_otp``) go as one ``executemany`` per statement, at the place of the first:
+    asyncpg pipelines its rows, one round trip instead of one per row. Moving them is safe because no
+    operation of a batch can depend on another's uncommitted row: a caller learns of its row only after
+    the commit."""
+    groups: dict[tuple[str, ...], list[_Op]] = {}
+    for op in batch:
+        key = _same_statements(op)
+        if key is not None:
+            groups.setdefault(key, []).append(op)
+    out: dict[int, WriteResult] = {}
+    for op in batch:
+        if id(op) in out:
+            continue
+        key = _same_statements(op)
+        group = groups.get(key) if key is not None else None
+        if key is None or group is None or len(group) == 1:
+            out[id(op)] = await _apply(conn, op)
+            continue
+        for i, sql in enumerate(key):
+            await conn.executemany(sql, [member.statements[i][1] for member in group])  # type: ignore[index]
+        for member in group:
+            out[id(member)] = WriteResult(-1, [])  # not counted: blind callers do not ask
+    done: list[WriteResult | BaseException] = [out[id(op)] for op in batch]
+    return done
+
+
 class PgGroupWriter:
     """Batches the writes queued meanwhile into one transaction; one batch in flight at a time."""
 
@@ -128,11 +164,13 @@ class PgGroupWriter:
         what they build on (the audit chain's previous MAC, the highest key id)."""
         return (await self.run(fn)).value
 
-    async def run(self, statements: Sequence[Statement] | TxFn, fetch: bool = False) -> WriteResult:
+    async def run(
+        self, statements: Sequence[Statement] | TxFn, fetch: bool = False, blind: bool = False
+    ) -> WriteResult:
         if self._closed:
             raise RuntimeError("store is closed")
         fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Op(statements, fetch, fut))
+        self._pending.append(_Op(statements, fetch, fut, blind))
         if self._task is None:
             self._task = asyncio.create_task(self._drain())
         return await fut
@@ -166,7 +204,7 @@ class PgGroupWriter:
                 async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
                     try:
                         async with conn.transaction():
-                            return [await _apply(conn, op) for op in batch]
+                            return await _apply_batch(conn, batch)
                     except asyncpg.PostgresError as e:
                         if len(batch) == 1 or not _own_failure(e):
                             return [e] * len(batch)
@@ -304,10 +342,14 @@ class PgEngine:
             return False
 
     # ----------------------------------------------------------------- helpers
-    async def _write(self, statements: list[Statement], fetch: bool = False) -> tuple[int, list[Any]]:
+    async def _write(
+        self, statements: list[Statement], fetch: bool = False, blind: bool = False
+    ) -> tuple[int, list[Any]]:
+        """``blind``: the caller ignores the row count (it comes back as -1), so the write may be sent
+        together with others of the same statements."""
         if self.writer is None:
             raise RuntimeError("store is not open")
-        res = await self.writer.run(statements, fetch)
+        res = await self.writer.run(statements, fetch, blind)
         return res.rowcount, res.rows
 
     async def _run_fn(self, fn: TxFn) -> Any:

@@ -58,7 +58,9 @@ class PgMessagesMixin(PgEngine):
 
     # ----------------------------------------------------------------- OTPs
     async def insert_otp(self, otp: OtpRecord, message: MessageRecord) -> None:
-        await self._write([insert_stmt("otps", OTP_COLS, otp), insert_stmt("messages", MSG_COLS, message)])
+        await self._write(
+            [insert_stmt("otps", OTP_COLS, otp), insert_stmt("messages", MSG_COLS, message)], blind=True
+        )
 
     async def get_otp(self, tenant_id: str, otp_id: str) -> OtpRecord | None:
         row = await self._read_one(
@@ -83,7 +85,7 @@ class PgMessagesMixin(PgEngine):
 
     # ----------------------------------------------------------------- messages
     async def insert_message(self, message: MessageRecord) -> None:
-        await self._write([insert_stmt("messages", MSG_COLS, message)])
+        await self._write([insert_stmt("messages", MSG_COLS, message)], blind=True)
 
     async def get_message(self, tenant_id: str | None, message_id: str) -> MessageRecord | None:
         if tenant_id is None:
