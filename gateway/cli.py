@@ -39,6 +39,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     settings = dataclasses.replace(settings, server=server)
     logs.setup(settings.server.log_level)
+    if args.workers > 1:
+        from gateway.supervisor import Supervisor, why_not_shared, worker_argv
+
+        problem = why_not_shared(settings, args.workers)
+        if problem:
+            print(f"smsgw: {problem}", file=sys.stderr)
+            return 2
+        log.info("starting smsgw workers", extra={"workers": args.workers, "port": server.port})
+        return Supervisor(args.workers, worker_argv(args.config, server.host, server.port)).run()
     log.info(
         "starting smsgw",
         extra={
@@ -59,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=None,
         shutdown_timeout=10.0,
         handle_signals=True,
+        reuse_port=args.reuse_port or None,
     )
     return 0
 
@@ -350,6 +360,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="TOML file (default: $SMSGW_CONFIG, else built-in defaults)")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="N processes on one port (SO_REUSEPORT) under a supervisor; needs REDIS_URL and "
+        "SMSGW_DATABASE_URL (default 1: this process serves)",
+    )
+    s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker
     s.set_defaults(func=cmd_serve)
 
     t = sub.add_parser("tenant", help="manage tenants").add_subparsers(dest="tenant_cmd", required=True)
