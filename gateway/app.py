@@ -57,7 +57,12 @@ from gateway.store.records import MessageRecord
 from gateway.store.router import Stores
 from gateway.webhooks import WebhookSender
 from metrics.fillback import MemoryFillback, RedisFillback
-from metrics.instruments import RouteHealthCollector, create_instruments, use_route_health_collector
+from metrics.instruments import (
+    RouteHealthCollector,
+    create_instruments,
+    exposition_registry,
+    use_route_health_collector,
+)
 from senderid import load_rules as load_senderid_rules
 
 log = logging.getLogger("smsgw.app")
@@ -209,6 +214,8 @@ def create_app(
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
     ctx = Context(settings=settings, instruments=create_instruments(registry, __version__), clock=clock)
+    # set by `serve --workers` for its workers (read by prometheus_client itself at import)
+    ctx.exposition = exposition_registry(ctx.instruments, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     # uploads (sender-ID documents) may be larger than JSON bodies, which json_body() limits itself
     app = web.Application(
         middlewares=[edge], client_max_size=max(settings.server.max_body_bytes, 6 * 1024 * 1024)

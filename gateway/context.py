@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from gateway.config import Settings
 from gateway.dispatch import Dispatcher
@@ -34,6 +35,7 @@ class Context:
     dispatcher: Dispatcher | None = None
     fillback: FillbackStore | None = None
     ready: bool = False
+    exposition: CollectorRegistry | None = None  # what /metrics renders (all workers' under --workers)
     extras: dict[str, object] = field(default_factory=dict)
 
     # typed accessors: valid once the app has started

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -94,9 +96,15 @@ class Supervisor:
         self.slots = [Slot(i) for i in range(workers)]
         self.stopping = False
         self.restarts = 0
+        # prometheus_client's multiprocess mode: every worker writes its values under one directory,
+        # and a scrape that reaches any worker renders them all (metrics.instruments.exposition_registry)
+        self.own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+        self.metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+            prefix="smsgw-metrics-"
+        )
 
     def _start(self, slot: Slot) -> None:
-        env = dict(os.environ, SMSGW_WORKER=str(slot.index))
+        env = dict(os.environ, SMSGW_WORKER=str(slot.index), PROMETHEUS_MULTIPROC_DIR=self.metrics_dir)
         slot.proc = subprocess.Popen(self.argv, env=env)
         slot.started = self.clock()
         log.info("worker started", extra={"worker": slot.index, "pid": slot.proc.pid})
@@ -107,6 +115,9 @@ class Supervisor:
         code, pid, now = slot.proc.returncode, slot.proc.pid, self.clock()
         slot.proc = None
         slot.exits.append(code)
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, self.metrics_dir)  # type: ignore[no-untyped-call]
         if self.stopping:
             return
         slot.quick_deaths = slot.quick_deaths + 1 if now - slot.started < STABLE_AFTER else 1
@@ -154,6 +165,8 @@ class Supervisor:
                 slot.proc.kill()
                 slot.proc.wait()
         log.info("all workers stopped", extra={"restarts": self.restarts})
+        if self.own_metrics_dir:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
         return 0
 
 

@@ -88,7 +88,10 @@ def create_instruments(registry: CollectorRegistry, version: str = "0.0.0") -> I
             ("operation",),
         ),
         dispatch_queue=Gauge(
-            "smsgw_dispatch_queue", "Accepted messages waiting for dispatch", registry=registry
+            "smsgw_dispatch_queue",
+            "Accepted messages waiting for dispatch",
+            registry=registry,
+            multiprocess_mode="livesum",  # under serve --workers: the live workers' queues added up
         ),
         dispatch_takeovers=Counter(
             "smsgw_dispatch_takeovers_total",
@@ -193,3 +196,31 @@ def use_route_health_collector(instruments: Instruments, collector: RouteHealthC
     gauge (which stays for code that sets it by hand, unexported on this registry)."""
     instruments.registry.unregister(instruments.route_up)
     instruments.registry.register(collector)
+
+
+class _ScrapeTimeOnly:
+    """The metrics of ``local`` whose values are not in the shared directory: build info and the
+    scrape-time collectors (route health, the process's own CPU and memory)."""
+
+    def __init__(self, local: CollectorRegistry, shared: frozenset[str]) -> None:
+        self.local, self.shared = local, shared
+
+    def collect(self) -> Iterator[Metric]:
+        return (m for m in self.local.collect() if m.name not in self.shared)
+
+
+def exposition_registry(instruments: Instruments, multiproc_dir: str | None) -> CollectorRegistry:
+    """What ``/metrics`` renders. One process: its own registry. Under ``serve --workers`` (each
+    worker started with ``PROMETHEUS_MULTIPROC_DIR``, prometheus_client's multiprocess mode): every
+    worker's counters, histograms and gauges added up from that directory, whichever worker the scrape
+    reaches, plus this worker's scrape-time metrics (route health as this process sees it)."""
+    if not multiproc_dir:
+        return instruments.registry
+    from prometheus_client import multiprocess
+
+    valued = (v for v in vars(instruments).values() if isinstance(v, Counter | Gauge | Histogram))
+    shared = frozenset(m.name for v in valued for m in v.collect())
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
+    registry.register(_ScrapeTimeOnly(instruments.registry, shared))  # type: ignore[arg-type]
+    return registry

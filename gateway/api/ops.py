@@ -43,7 +43,7 @@ async def readyz(request: web.Request) -> web.Response:
 @endpoint("GET", "/metrics", summary="Prometheus metrics", tag="Operations")
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    body = generate_latest(ctx.instruments.registry)
+    body = generate_latest(ctx.exposition or ctx.instruments.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

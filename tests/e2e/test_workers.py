@@ -91,6 +91,19 @@ def test_two_workers_share_the_port_a_dead_one_is_restarted_and_sigterm_drains_a
             with urllib.request.urlopen(req, timeout=10) as r:
                 assert r.status == 202
 
+        # whichever worker a scrape reaches, it counts every worker's decisions (multiprocess metrics)
+        def allowed() -> float:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Connection": "close"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                text = r.read().decode()
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("smsgw_fraud_decisions_total{") and 'decision="allow"' in line
+            )
+
+        assert {allowed() for _ in range(20)} == {6.0}
+
         # a worker that dies is started again; the port never stops answering meanwhile
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
