@@ -27,7 +27,7 @@ from gateway.config import DispatchSettings
 from gateway.privacy.crypto import CryptoError
 from gateway.routetable import RouteTable
 from gateway.store.base import Store
-from gateway.store.records import MessageRecord
+from gateway.store.records import MessageRecord, Receipt
 from gateway.store.router import Stores
 from gateway.webhooks import StatusEvent, StatusSink
 from metrics.instruments import Instruments
@@ -104,6 +104,8 @@ class Dispatcher:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._early_receipts: dict[tuple[str, str], tuple[DeliveryReceipt, float]] = {}
+        self._receipts: list[tuple[str, DeliveryReceipt, asyncio.Future[None]]] = []
+        self._receipt_tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ intake
     def lease(self, now: float) -> tuple[str, float]:
@@ -156,7 +158,10 @@ class Dispatcher:
         for t in self._workers:
             t.cancel()
         await asyncio.gather(
-            *self._workers, *([self._sweeper] if self._sweeper else []), return_exceptions=True
+            *self._workers,
+            *([self._sweeper] if self._sweeper else []),
+            *self._receipt_tasks,
+            return_exceptions=True,
         )
         self._workers.clear()
 
@@ -385,34 +390,72 @@ class Dispatcher:
         self._emit(rec, status, self.clock(), route=route or rec.route, error_code=code, error_reason=reason)
 
     # ------------------------------------------------------------------ receipts
-    async def on_receipt(self, carrier: str, receipt: DeliveryReceipt) -> None:
+    def on_receipt(self, carrier: str, receipt: DeliveryReceipt) -> Awaitable[None]:
+        """A receipt to apply. Those that arrive in one loop iteration are applied together, in one
+        store write (a carrier posting hundreds at once costs one transaction, not one each); the
+        answer resolves once this one was applied, or raises the store's error."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
         if receipt.status is ReceiptStatus.ENROUTE:
-            return
-        status = receipt.status.value
-        rec = None
+            done.set_result(None)
+            return done
+        self._receipts.append((carrier, receipt, done))
+        if len(self._receipts) == 1:
+            loop.call_soon(self._take_receipts)
+        return done
+
+    def _take_receipts(self) -> None:
+        batch, self._receipts = self._receipts, []
+        task = asyncio.get_running_loop().create_task(self._apply_receipts(batch))
+        self._receipt_tasks.add(task)
+        task.add_done_callback(self._receipt_tasks.discard)
+
+    async def _apply_receipts(self, batch: list[tuple[str, DeliveryReceipt, asyncio.Future[None]]]) -> None:
+        try:
+            await self._apply_receipt_batch([(carrier, receipt) for carrier, receipt, _ in batch])
+        except BaseException as e:
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+        else:
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _apply_receipt_batch(self, batch: list[tuple[str, DeliveryReceipt]]) -> None:
         now = self.clock()
+        keys = [(c, r.carrier_message_id, r.status.value, r.error_code) for c, r in batch]
+        found: dict[Receipt, MessageRecord] = {}
         for _, store in self.stores.all():
-            rec = await store.apply_receipt(
-                carrier, receipt.carrier_message_id, status, receipt.error_code, now
-            )
-            if rec is not None:
+            left = [k for k in keys if k not in found]
+            if not left:
                 break
-        if rec is None:
-            # it may have raced ahead of our own bookkeeping (an SMSC may even send it before its
-            # submit_sm_resp): keep it briefly; the sweep drops it, logged, if nothing claims it
-            log.info(
-                "receipt for a message id no store knows (yet); held for 60 s",
-                extra={"carrier": carrier, "carrier_message_id": receipt.carrier_message_id},
-            )
-            if len(self._early_receipts) < 100_000:
-                self._early_receipts[(carrier, receipt.carrier_message_id)] = (receipt, time.monotonic())
-            return
-        self.m.messages.labels(rec.country, rec.route or "none", status).inc()
-        if rec.route:
-            self.table.record_receipt(rec.route, rec.country, receipt.status)
-        self._emit(rec, status, now, error_code=receipt.error_code)
-        if rec.kind == "otp" and receipt.status is not ReceiptStatus.DELIVERED and self.on_failed is not None:
-            await self.on_failed(rec, now)
+            found.update(await store.apply_receipts(left, now))
+        for (carrier, receipt), key in zip(batch, keys, strict=True):
+            rec = found.pop(key, None)  # a repeat of a receipt in the same batch changed nothing
+            if rec is None:
+                # it may have raced ahead of our own bookkeeping (an SMSC may even send it before its
+                # submit_sm_resp): keep it briefly; the sweep drops it, logged, if nothing claims it
+                log.info(
+                    "receipt for a message id no store knows (yet); held for 60 s",
+                    extra={"carrier": carrier, "carrier_message_id": receipt.carrier_message_id},
+                )
+                if len(self._early_receipts) < 100_000:
+                    self._early_receipts[(carrier, receipt.carrier_message_id)] = (receipt, time.monotonic())
+                continue
+            status = receipt.status.value
+            self.m.messages.labels(rec.country, rec.route or "none", status).inc()
+            if rec.route:
+                self.table.record_receipt(rec.route, rec.country, receipt.status)
+            self._emit(rec, status, now, error_code=receipt.error_code)
+            if (
+                rec.kind == "otp"
+                and receipt.status is not ReceiptStatus.DELIVERED
+                and self.on_failed is not None
+            ):
+                await self.on_failed(rec, now)
 
     def _gc_receipts(self) -> None:
         limit = time.monotonic() - 60
