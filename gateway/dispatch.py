@@ -27,7 +27,7 @@ from gateway.config import DispatchSettings
 from gateway.privacy.crypto import CryptoError
 from gateway.routetable import RouteTable
 from gateway.store.base import Store
-from gateway.store.records import MessageRecord, Receipt
+from gateway.store.records import MessageRecord
 from gateway.store.router import Stores
 from gateway.webhooks import StatusEvent, StatusSink
 from metrics.instruments import Instruments
@@ -329,8 +329,9 @@ class Dispatcher:
         return store
 
     def _emit(self, rec: MessageRecord, status: str, at: float, **fields: Any) -> None:
-        if self.status_sink is not None:
-            self.status_sink.emit(StatusEvent.of(rec, status, at, **fields))
+        sink = self.status_sink
+        if sink is not None and sink.wants(rec.tenant_id):
+            sink.emit(StatusEvent.of(rec, status, at, **fields))
 
     async def _retry(
         self,
@@ -425,16 +426,28 @@ class Dispatcher:
                     done.set_result(None)
 
     async def _apply_receipt_batch(self, batch: list[tuple[str, DeliveryReceipt]]) -> None:
+        """Every receipt of the batch at once: the store's group commit makes them one transaction."""
         now = self.clock()
-        keys = [(c, r.carrier_message_id, r.status.value, r.error_code) for c, r in batch]
-        found: dict[Receipt, MessageRecord] = {}
+        found: list[MessageRecord | None] = [None] * len(batch)
         for _, store in self.stores.all():
-            left = [k for k in keys if k not in found]
+            left = [i for i, rec in enumerate(found) if rec is None]
             if not left:
                 break
-            found.update(await store.apply_receipts(left, now))
-        for (carrier, receipt), key in zip(batch, keys, strict=True):
-            rec = found.pop(key, None)  # a repeat of a receipt in the same batch changed nothing
+            applied = await asyncio.gather(
+                *(
+                    store.apply_receipt(
+                        batch[i][0],
+                        batch[i][1].carrier_message_id,
+                        batch[i][1].status.value,
+                        batch[i][1].error_code,
+                        now,
+                    )
+                    for i in left
+                )
+            )
+            for i, rec in zip(left, applied, strict=True):
+                found[i] = rec
+        for (carrier, receipt), rec in zip(batch, found, strict=True):
             if rec is None:
                 # it may have raced ahead of our own bookkeeping (an SMSC may even send it before its
                 # submit_sm_resp): keep it briefly; the sweep drops it, logged, if nothing claims it

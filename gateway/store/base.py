@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.privacy.audit import AuditRecord
 from gateway.privacy.crypto import Keyring
-from gateway.store.records import MessageRecord, OtpRecord, Principal, Receipt, Tenant
+from gateway.store.records import MessageRecord, OtpRecord, Principal, Tenant
 
 __all__ = [
     "AuditRecord",
@@ -283,12 +283,13 @@ class DispatchStore(Protocol):
         (the dispatcher's transition table) decides that the change is allowed."""
         ...
 
-    async def apply_receipts(self, receipts: Sequence[Receipt], now: float) -> dict[Receipt, MessageRecord]:
-        """Apply delivery receipts, each ``(carrier, carrier_message_id, status, error_code)``, in one
-        transaction, in order: each to the message its carrier knows by that id, only while it is
-        submitted (or still sending: a receipt can overtake our own bookkeeping). Returns the updated
-        record of each receipt that changed one; a receipt for no known message, or for one already
-        final, is absent: a repeated receipt changes nothing (idempotent)."""
+    async def apply_receipt(
+        self, carrier: str, carrier_message_id: str, status: str, error_code: str | None, now: float
+    ) -> MessageRecord | None:
+        """Apply a delivery receipt to the message the carrier knows as ``carrier_message_id``, only while
+        it is submitted (or still sending: a receipt can overtake our own bookkeeping); returns the
+        updated record. None when no message matches or it is already final: a repeated receipt
+        changes nothing (idempotent)."""
         ...
 
 

@@ -7,9 +7,6 @@ from dataclasses import dataclass
 
 SCOPES = ("send", "verify", "onboarding", "admin")
 
-Receipt = tuple[str, str, str, str | None]
-"""A delivery receipt as the store applies it: (carrier, carrier_message_id, status, error_code)."""
-
 
 @dataclass(frozen=True, slots=True)
 class Tenant:

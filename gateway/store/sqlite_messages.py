@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from gateway.store.records import MessageRecord, OtpRecord, Principal, Receipt, Tenant
+from gateway.store.records import MessageRecord, OtpRecord, Principal, Tenant
 from gateway.store.sqlite import SqliteEngine
 from gateway.store.writer import Statement
 
@@ -200,47 +199,21 @@ class MessagesMixin(SqliteEngine):
             ]
         )
 
-    async def apply_receipts(self, receipts: Sequence[Receipt], now: float) -> dict[Receipt, MessageRecord]:
-        """All of them in one group-committed write: one UPDATE per (carrier, status, error code), in the
-        order they came (a receipt whose message already had one earlier in the list waits for the next
-        round, so the earlier one wins, as if applied one by one)."""
-        rounds: list[list[Receipt]] = []
-        for r in receipts:
-            for rnd in rounds:
-                if all(o[:2] != r[:2] for o in rnd):
-                    rnd.append(r)
-                    break
-            else:
-                rounds.append([r])
-        cols = ", ".join(MSG_COLS)
-        cmid_col = MSG_COLS.index("carrier_message_id")
-
-        def apply(db: sqlite3.Connection) -> dict[Receipt, MessageRecord]:
-            out: dict[Receipt, MessageRecord] = {}
-            for rnd in rounds:
-                groups: dict[tuple[str, str, str | None], list[Receipt]] = {}
-                for r in rnd:
-                    groups.setdefault((r[0], r[2], r[3]), []).append(r)
-                for (carrier, status, error_code), group in groups.items():
-                    for i in range(0, len(group), 500):
-                        chunk = group[i : i + 500]
-                        by_cmid = {r[1]: r for r in chunk}
-                        rows = db.execute(
-                            f"UPDATE messages SET status = ?, error_code = COALESCE(?, error_code), "
-                            f"updated_at = ? WHERE carrier = ? AND carrier_message_id IN "
-                            f"({', '.join('?' * len(by_cmid))}) AND status IN ('submitted', 'sending') "
-                            f"RETURNING {cols}",
-                            (status, error_code, now, carrier, *by_cmid),
-                        ).fetchall()
-                        for row in rows:
-                            out[by_cmid[row[cmid_col]]] = message_from(row)
-            return out
-
-        assert self.writer is not None, "store is not open"
-        if not receipts:
-            return {}
-        applied: dict[Receipt, MessageRecord] = await self.writer.run_fn(apply)
-        return applied
+    async def apply_receipt(
+        self, carrier: str, carrier_message_id: str, status: str, error_code: str | None, now: float
+    ) -> MessageRecord | None:
+        _, rows = await self._write(
+            [
+                (
+                    f"UPDATE messages SET status = ?, error_code = COALESCE(?, error_code), updated_at = ? "
+                    f"WHERE carrier = ? AND carrier_message_id = ? AND status IN ('submitted', 'sending') "
+                    f"RETURNING {', '.join(MSG_COLS)}",
+                    (status, error_code, now, carrier, carrier_message_id),
+                )
+            ],
+            fetch=True,
+        )
+        return message_from(rows[0]) if rows else None
 
     async def count_by_status(self) -> dict[str, int]:
         rows = await self._read_all("SELECT status, COUNT(*) FROM messages GROUP BY status", ())

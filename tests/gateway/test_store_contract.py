@@ -327,40 +327,13 @@ async def test_status_transitions_are_conditional_and_repeats_change_nothing(sto
         worker="w-accept",
     )
     assert await store.get_message("t1", msg.id) == rec
-    ok = ("sim", "c-1", "delivered", None)
-    applied = await store.apply_receipts([ok, ("sim", "unknown", "delivered", None)], T0 + 3)
-    assert list(applied) == [ok]  # a receipt for no known message changes nothing
-    delivered = applied[ok]
-    assert delivered.status == "delivered" and delivered.updated_at == T0 + 3
-    assert await store.apply_receipts([("sim", "c-1", "failed", "x")], T0 + 4) == {}  # final: a no-op
+    delivered = await store.apply_receipt("sim", "c-1", "delivered", None, T0 + 3)
+    assert delivered is not None and delivered.status == "delivered" and delivered.updated_at == T0 + 3
+    assert (
+        await store.apply_receipt("sim", "c-1", "failed", "x", T0 + 4) is None
+    )  # final: a repeat is a no-op
+    assert await store.apply_receipt("sim", "unknown", "delivered", None, T0 + 4) is None
     assert await store.get_message(None, msg.id) == delivered
-
-
-async def test_receipts_of_one_batch_apply_in_one_write_in_the_order_they_came(store: Store) -> None:
-    ring = store.keyring
-    msgs = [message(ring, status="sending", claimed_by="w-accept") for _ in range(4)]
-    for i, m in enumerate(msgs):
-        await store.insert_message(m)
-        assert await submit(store, m.id, worker="w-accept", carrier_id=f"c-{i}", now=T0 + 1)
-    first = ("sim", "c-0", "failed", "001")
-    batch = [
-        first,
-        ("sim", "c-1", "delivered", None),
-        ("sim", "c-0", "delivered", None),  # a later receipt for a message the batch already finished
-        ("sim", "c-2", "expired", None),
-        ("sim", "c-3", "delivered", None),
-        ("other", "c-3", "failed", None),  # another carrier's id that happens to be the same
-    ]
-    applied = await store.apply_receipts(batch, T0 + 3)
-    assert set(applied) == {first, batch[1], batch[3], batch[4]}
-    assert [applied[k].id for k in (first, batch[1], batch[3], batch[4])] == [m.id for m in msgs]
-    assert applied[first].status == "failed" and applied[first].error_code == "001"
-    assert [(await store.get_message(None, m.id)).status for m in msgs] == [  # type: ignore[union-attr]
-        "failed",
-        "delivered",
-        "expired",
-        "delivered",
-    ]
 
 
 async def test_retry_releases_the_claim_and_final_keeps_the_route_when_none_is_given(store: Store) -> None:
