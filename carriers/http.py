@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -179,10 +179,11 @@ class HttpCarrier:
                 fut.set_result(res)
 
     async def handle_receipt(self, payload: Any) -> int:
-        """Parse posted receipts (one object or an array of them) and pass each on; returns how many
-        were well-formed."""
+        """Parse posted receipts (one object or an array of them) and pass each on, all at once (the
+        gateway applies those that arrive together in one write); returns how many were well-formed,
+        once every one was taken."""
         items = payload if isinstance(payload, list) else [payload]
-        ok = 0
+        taken: list[Awaitable[None]] = []
         for item in items:
             if not isinstance(item, dict) or self._on_receipt is None:
                 continue
@@ -190,9 +191,12 @@ class HttpCarrier:
             if not isinstance(cmid, str) or status is None:
                 continue
             err = item.get("err")
-            await self._on_receipt(self.name, DeliveryReceipt(cmid, status, str(err) if err else None))
-            ok += 1
-        return ok
+            taken.append(
+                self._on_receipt(self.name, DeliveryReceipt(cmid, status, str(err) if err else None))
+            )
+        if taken:
+            await asyncio.gather(*taken)
+        return len(taken)
 
     async def close(self) -> None:
         if self._tasks:

@@ -104,6 +104,8 @@ class Dispatcher:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._early_receipts: dict[tuple[str, str], tuple[DeliveryReceipt, float]] = {}
+        self._receipts: list[tuple[str, DeliveryReceipt, asyncio.Future[None]]] = []
+        self._receipt_tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ intake
     def lease(self, now: float) -> tuple[str, float]:
@@ -156,7 +158,10 @@ class Dispatcher:
         for t in self._workers:
             t.cancel()
         await asyncio.gather(
-            *self._workers, *([self._sweeper] if self._sweeper else []), return_exceptions=True
+            *self._workers,
+            *([self._sweeper] if self._sweeper else []),
+            *self._receipt_tasks,
+            return_exceptions=True,
         )
         self._workers.clear()
 
@@ -324,8 +329,9 @@ class Dispatcher:
         return store
 
     def _emit(self, rec: MessageRecord, status: str, at: float, **fields: Any) -> None:
-        if self.status_sink is not None:
-            self.status_sink.emit(StatusEvent.of(rec, status, at, **fields))
+        sink = self.status_sink
+        if sink is not None and sink.wants(rec.tenant_id):
+            sink.emit(StatusEvent.of(rec, status, at, **fields))
 
     async def _retry(
         self,
@@ -385,34 +391,84 @@ class Dispatcher:
         self._emit(rec, status, self.clock(), route=route or rec.route, error_code=code, error_reason=reason)
 
     # ------------------------------------------------------------------ receipts
-    async def on_receipt(self, carrier: str, receipt: DeliveryReceipt) -> None:
+    def on_receipt(self, carrier: str, receipt: DeliveryReceipt) -> Awaitable[None]:
+        """A receipt to apply. Those that arrive in one loop iteration are applied together, in one
+        store write (a carrier posting hundreds at once costs one transaction, not one each); the
+        answer resolves once this one was applied, or raises the store's error."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
         if receipt.status is ReceiptStatus.ENROUTE:
-            return
-        status = receipt.status.value
-        rec = None
+            done.set_result(None)
+            return done
+        self._receipts.append((carrier, receipt, done))
+        if len(self._receipts) == 1:
+            loop.call_soon(self._take_receipts)
+        return done
+
+    def _take_receipts(self) -> None:
+        batch, self._receipts = self._receipts, []
+        task = asyncio.get_running_loop().create_task(self._apply_receipts(batch))
+        self._receipt_tasks.add(task)
+        task.add_done_callback(self._receipt_tasks.discard)
+
+    async def _apply_receipts(self, batch: list[tuple[str, DeliveryReceipt, asyncio.Future[None]]]) -> None:
+        try:
+            await self._apply_receipt_batch([(carrier, receipt) for carrier, receipt, _ in batch])
+        except BaseException as e:
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+        else:
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _apply_receipt_batch(self, batch: list[tuple[str, DeliveryReceipt]]) -> None:
+        """Every receipt of the batch at once: the store's group commit makes them one transaction."""
         now = self.clock()
+        found: list[MessageRecord | None] = [None] * len(batch)
         for _, store in self.stores.all():
-            rec = await store.apply_receipt(
-                carrier, receipt.carrier_message_id, status, receipt.error_code, now
-            )
-            if rec is not None:
+            left = [i for i, rec in enumerate(found) if rec is None]
+            if not left:
                 break
-        if rec is None:
-            # it may have raced ahead of our own bookkeeping (an SMSC may even send it before its
-            # submit_sm_resp): keep it briefly; the sweep drops it, logged, if nothing claims it
-            log.info(
-                "receipt for a message id no store knows (yet); held for 60 s",
-                extra={"carrier": carrier, "carrier_message_id": receipt.carrier_message_id},
+            applied = await asyncio.gather(
+                *(
+                    store.apply_receipt(
+                        batch[i][0],
+                        batch[i][1].carrier_message_id,
+                        batch[i][1].status.value,
+                        batch[i][1].error_code,
+                        now,
+                    )
+                    for i in left
+                )
             )
-            if len(self._early_receipts) < 100_000:
-                self._early_receipts[(carrier, receipt.carrier_message_id)] = (receipt, time.monotonic())
-            return
-        self.m.messages.labels(rec.country, rec.route or "none", status).inc()
-        if rec.route:
-            self.table.record_receipt(rec.route, rec.country, receipt.status)
-        self._emit(rec, status, now, error_code=receipt.error_code)
-        if rec.kind == "otp" and receipt.status is not ReceiptStatus.DELIVERED and self.on_failed is not None:
-            await self.on_failed(rec, now)
+            for i, rec in zip(left, applied, strict=True):
+                found[i] = rec
+        for (carrier, receipt), rec in zip(batch, found, strict=True):
+            if rec is None:
+                # it may have raced ahead of our own bookkeeping (an SMSC may even send it before its
+                # submit_sm_resp): keep it briefly; the sweep drops it, logged, if nothing claims it
+                log.info(
+                    "receipt for a message id no store knows (yet); held for 60 s",
+                    extra={"carrier": carrier, "carrier_message_id": receipt.carrier_message_id},
+                )
+                if len(self._early_receipts) < 100_000:
+                    self._early_receipts[(carrier, receipt.carrier_message_id)] = (receipt, time.monotonic())
+                continue
+            status = receipt.status.value
+            self.m.messages.labels(rec.country, rec.route or "none", status).inc()
+            if rec.route:
+                self.table.record_receipt(rec.route, rec.country, receipt.status)
+            self._emit(rec, status, now, error_code=receipt.error_code)
+            if (
+                rec.kind == "otp"
+                and receipt.status is not ReceiptStatus.DELIVERED
+                and self.on_failed is not None
+            ):
+                await self.on_failed(rec, now)
 
     def _gc_receipts(self) -> None:
         limit = time.monotonic() - 60

@@ -12,6 +12,7 @@ from gateway.context import CTX
 from gateway.errors import ApiError
 from gateway.ids import random_hex
 from gateway.logs import request_id
+from gateway.schemas import json_reply
 
 log = logging.getLogger("smsgw.http")
 
@@ -26,7 +27,7 @@ _HTTP_CODES = {
 
 
 def error_response(err: ApiError, rid: str) -> web.Response:
-    resp = web.json_response(err.body(), status=err.status, headers=err.headers)
+    resp = json_reply(err.body(), status=err.status, headers=err.headers)
     resp.headers["X-Request-Id"] = rid
     return resp
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 import msgspec
+from aiohttp import web
 
 from gateway.errors import ApiError
 
@@ -61,6 +63,16 @@ class InboundRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 T = TypeVar("T")
+
+_encode = msgspec.json.Encoder().encode
+
+
+def json_reply(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """``aiohttp.web.json_response`` encoded by msgspec (a few µs less per answer on the hot paths)."""
+    return web.Response(
+        body=_encode(data), status=status, headers=headers, content_type="application/json", charset="utf-8"
+    )
+
 
 _decoders: dict[type, msgspec.json.Decoder[object]] = {}
 

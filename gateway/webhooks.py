@@ -104,6 +104,10 @@ class StatusEvent:
 
 
 class StatusSink(Protocol):
+    def wants(self, tenant_id: str) -> bool:
+        """False only when events of this tenant would surely be dropped (so none need be built)."""
+        ...
+
     def emit(self, event: StatusEvent) -> None: ...
 
 
@@ -197,9 +201,12 @@ class WebhookSender:
         self._session: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------ intake
+    def wants(self, tenant_id: str) -> bool:
+        hit = self._cache.get(tenant_id)
+        return hit is None or hit[1] is not None or hit[0] <= self._loop_time()
+
     def emit(self, event: StatusEvent) -> None:
-        hit = self._cache.get(event.tenant_id)
-        if hit is not None and hit[1] is None and hit[0] > self._loop_time():
+        if not self.wants(event.tenant_id):
             return  # a tenant known to have no webhook: nothing to queue
         if len(self._unsaved) >= 4 * self.settings.queue_limit:  # the store has not taken them for long
             self._dropped += 1

@@ -9,9 +9,40 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
+
+
+class _Memo:
+    """``labels(...)`` remembered per label values: the request path asks for the same few children
+    thousands of times a second, and prometheus_client validates and locks on every call. Children are
+    never removed here (no ``remove``/``clear`` on these instruments), so a remembered child stays the
+    registered one."""
+
+    _memo: dict[tuple[object, ...], Any]
+
+    def labels(self, *values: Any, **kw: Any) -> Any:
+        if kw:
+            return super().labels(*values, **kw)  # type: ignore[misc]
+        try:
+            return self._memo[values]
+        except AttributeError:
+            self._memo = {}
+        except KeyError:
+            pass
+        child = self._memo[values] = super().labels(*values)  # type: ignore[misc]
+        return child
+
+
+class MemoCounter(_Memo, Counter):
+    pass
+
+
+class MemoHistogram(_Memo, Histogram):
+    pass
+
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -41,7 +72,7 @@ class Instruments:
 
 def create_instruments(registry: CollectorRegistry, version: str = "0.0.0") -> Instruments:
     def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
-        return Counter(name, doc, labels, registry=registry)
+        return MemoCounter(name, doc, labels, registry=registry)
 
     build = Info("smsgw_build", "smsgw build information", registry=registry)
     build.info({"version": version})
@@ -65,7 +96,7 @@ def create_instruments(registry: CollectorRegistry, version: str = "0.0.0") -> I
             "Conversion events reported by apps",
             ("tenant", "country", "event"),
         ),
-        http_duration=Histogram(
+        http_duration=MemoHistogram(
             "smsgw_http_request_duration_seconds",
             "HTTP request duration",
             ("endpoint", "status"),
@@ -75,7 +106,7 @@ def create_instruments(registry: CollectorRegistry, version: str = "0.0.0") -> I
         route_up=Gauge(
             "smsgw_route_up", "1 when the route can take traffic", ("route", "carrier"), registry=registry
         ),
-        submit_latency=Histogram(
+        submit_latency=MemoHistogram(
             "smsgw_carrier_submit_seconds",
             "Time for a carrier to accept a submission",
             ("route",),

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.api.registry import Query, endpoint
 from gateway.context import CTX
 from gateway.errors import ApiError
-from gateway.schemas import token_matches
+from gateway.schemas import json_reply, token_matches
 
 
 @endpoint("GET", "/healthz", summary="Alive", tag="Operations")
@@ -75,4 +75,4 @@ async def carrier_receipt(request: web.Request) -> web.Response:
     accepted = await handle(payload)
     if not accepted:
         raise ApiError("invalid_request", "A receipt needs 'id' and a known 'status'.")
-    return web.json_response({"accepted": accepted})
+    return json_reply({"accepted": accepted})

@@ -12,7 +12,7 @@ from gateway.context import CTX
 from gateway.dispatch import status_view
 from gateway.errors import ApiError
 from gateway.privacy.mask import mask_phone
-from gateway.schemas import MessageRequest, OtpRequest, VerifyRequest, decode, json_body
+from gateway.schemas import MessageRequest, OtpRequest, VerifyRequest, decode, json_body, json_reply
 from gateway.services import messages as message_service
 from gateway.services import otp as otp_service
 
@@ -49,7 +49,7 @@ async def post_otp(request: web.Request) -> web.Response:
     require(who, "send")
     req = decode(await json_body(request), OtpRequest)
     accepted = await otp_service.request_otp(request.app[CTX], who, req)
-    return web.json_response(accepted.body(), status=202)
+    return json_reply(accepted.body(), status=202)
 
 
 @endpoint(
@@ -105,7 +105,7 @@ async def post_message(request: web.Request) -> web.Response:
     require(who, "send")
     req = decode(await json_body(request), MessageRequest)
     rec = await message_service.send_message(request.app[CTX], who, req)
-    return web.json_response({"id": rec.id, "status": "queued", "to_masked": mask_phone(req.to)}, status=202)
+    return json_reply({"id": rec.id, "status": "queued", "to_masked": mask_phone(req.to)}, status=202)
 
 
 @endpoint(

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from gateway.ids import random_bytes
+
 _VERSION = 1
 _HEADER = struct.Struct(">BI")
 
@@ -86,7 +88,7 @@ class Keyring:
             self.active_id = key_id
 
     def seal(self, plaintext: bytes, column: str) -> bytes:
-        nonce = os.urandom(12)
+        nonce = random_bytes(12)  # the OS's CSPRNG, read in blocks (gateway.ids)
         aead = self._aead[self.active_id]
         return (
             _HEADER.pack(_VERSION, self.active_id) + nonce + aead.encrypt(nonce, plaintext, column.encode())

@@ -135,3 +135,33 @@ async def test_a_submission_that_outlives_its_lease_leaves_the_message_to_the_wo
     reg = gw.ctx.instruments.registry
     assert reg.get_sample_value("smsgw_dispatch_takeovers_total") == 1
     assert gw.sim.inbox.received == 1  # the carrier did get it: the takeover's submission is de-duplicated
+
+
+async def test_the_receipts_of_one_post_are_applied_in_one_transaction_in_the_order_they_came(gw: Gw) -> None:
+    key = await gw.tenant()
+    gw.sim.http.options.receipt_rate = 0.0  # this test posts the receipts itself
+    ids = []
+    for i in range(20):
+        st, body, _ = await gw.call(
+            "POST", "/v1/messages", key, {"to": f"+491512345{i:04d}", "sender_id": "ACME", "body": "Hi"}
+        )
+        assert st == 202
+        ids.append(body["id"])
+    await gw.ctx.disp.drain()
+    sim_ids = [m.id for m in gw.sim.inbox.messages]
+    assert len(sim_ids) == 20
+    receipts = [{"id": sim_ids[0], "status": "failed", "err": "001"}]
+    receipts += [{"id": sid, "status": "delivered"} for sid in sim_ids]  # the first one again: too late
+    writer = gw.ctx.db.writer  # type: ignore[attr-defined]
+    before = writer.batches
+    token = gw.ctx.extras["receipt_token"]
+    resp = await gw.client.post(f"/v1/carriers/sim/receipts?token={token}", json=receipts)
+    assert resp.status == 200 and (await resp.json())["accepted"] == 21
+    assert writer.batches == before + 1  # one group commit for all of them, not one after another
+    by_carrier_id = {}
+    for mid in ids:
+        rec = await gw.ctx.db.get_message(None, mid)
+        assert rec is not None and rec.carrier_message_id is not None
+        by_carrier_id[rec.carrier_message_id] = rec
+    assert by_carrier_id[sim_ids[0]].status == "failed" and by_carrier_id[sim_ids[0]].error_code == "001"
+    assert all(by_carrier_id[sid].status == "delivered" for sid in sim_ids[1:])
