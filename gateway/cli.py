@@ -46,6 +46,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if problem:
             print(f"smsgw: {problem}", file=sys.stderr)
             return 2
+        from gateway.app import master_key
+
+        master_key(settings)  # a development key file is made once here, not raced by the workers
         log.info("starting smsgw workers", extra={"workers": args.workers, "port": server.port})
         return Supervisor(args.workers, worker_argv(args.config, server.host, server.port)).run()
     log.info(

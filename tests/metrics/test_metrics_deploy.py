@@ -181,9 +181,15 @@ def test_every_alert_is_documented_with_severity_and_runbook() -> None:
 def test_compose_stack_has_every_service_wired() -> None:
     compose = read_yaml(DEPLOY / "docker-compose.yml")
     services = compose["services"]
-    assert {"gateway", "sim-carrier", "redis", "prometheus", "grafana"} <= set(services)
+    assert {"gateway", "sim-carrier", "redis", "postgres", "prometheus", "grafana"} <= set(services)
     gw = services["gateway"]
     assert gw["command"][:4] == ["smsgw", "serve", "--host", "0.0.0.0"]
+    # two workers on one port, which `serve` allows only with shared state and store
+    assert gw["command"][gw["command"].index("--workers") + 1] == "2"
+    assert gw["environment"]["SMSGW_DATABASE_URL"].startswith("postgresql://smsgw:smsgw@postgres:5432/")
+    assert {"redis", "postgres"} <= set(gw["depends_on"])
+    env = services["postgres"]["environment"]
+    assert gw["environment"]["SMSGW_DATABASE_URL"].endswith("/" + env["POSTGRES_DB"])
     assert (
         gw["build"]["context"] == ".."
         and (DEPLOY / gw["build"]["context"] / gw["build"]["dockerfile"]).is_file()
