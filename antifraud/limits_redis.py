@@ -187,7 +187,7 @@ def decode(plan: Plan, raw: bytes) -> Snapshot:
 class RedisFraudBackend:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | aioredis.RedisCluster,
         *,
         fallback: MemoryFraudBackend | None = None,
         retry_seconds: float = 1.0,

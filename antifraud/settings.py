@@ -102,7 +102,9 @@ class FraudSettings:
 
     # Secret for the keyed hashes that replace numbers, IPs and devices in shared-state keys.
     key_secret: bytes = b"smsgw-antifraud"
-    key_prefix: str = "smsgw:af:"
+    # the braces are a Redis Cluster hash tag: every key one check touches (tenant, number, range, IP,
+    # sweep) is in one slot, so the one-script check stays valid on a cluster
+    key_prefix: str = "smsgw:{af}:"
     default_policy: TenantPolicy = field(default_factory=TenantPolicy)
     tenants: Mapping[str, TenantPolicy] = field(default_factory=dict)
     # Time constants of the decayed counters.

@@ -50,7 +50,7 @@ from gateway.routetable import RouteTable, build_carrier
 from gateway.services.fraud import Fraud
 from gateway.services.otp import render_message
 from gateway.services.senderid import SenderIds
-from gateway.state import FallbackState, MemoryState, RedisState, redis_client
+from gateway.state import FallbackState, MemoryState, RedisState, connect_redis
 from gateway.store import PgStore, RetentionPolicy, SqliteStore, Store
 from gateway.store.pg import CONTROL_SCHEMA, is_pg_url, region_schema
 from gateway.store.records import MessageRecord
@@ -237,7 +237,7 @@ def create_app(
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         if settings.redis_url:
-            client = redis_client(settings.redis_url)
+            client = await connect_redis(settings.redis_url)
             ctx.fillback = RedisFillback(client)
             ctx.state = FallbackState(
                 RedisState(client), lambda op: ctx.instruments.state_backend_errors.labels(op).inc()

@@ -15,7 +15,7 @@ A window of ``window_s`` seconds covers the last ``ceil(window_s / 60)`` buckets
 included. Buckets live ``retention_s`` after their minute ends; an event for a bucket older than that
 is dropped (it could never be read again).
 
-Redis: one hash per bucket, ``smsgw:fillback:{minute}``; one pipelined round trip per event
+Redis: one hash per bucket, ``smsgw:{fillback}:<minute>``; one pipelined round trip per event
 (8 × HINCRBY + EXPIREAT) and one script call per query, whatever the window.
 """
 
@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 
 BUCKET_S = 60
 DEFAULT_RETENTION_S = 2 * 86_400
-KEY_PREFIX = "smsgw:fillback:"
+KEY_PREFIX = "smsgw:{fillback}:"  # one hash tag: a window's buckets, summed by one script, share a slot
 WILDCARD = "*"
 SEPARATOR = "|"
 
@@ -212,7 +212,10 @@ class RedisFillback:
     """Fill-back every gateway process agrees on. Buckets expire on their own (EXPIREAT)."""
 
     def __init__(
-        self, client: aioredis.Redis, retention_s: int = DEFAULT_RETENTION_S, prefix: str = KEY_PREFIX
+        self,
+        client: aioredis.Redis | aioredis.RedisCluster,
+        retention_s: int = DEFAULT_RETENTION_S,
+        prefix: str = KEY_PREFIX,
     ) -> None:
         self._redis = client
         self.retention_s = retention_s

@@ -8,6 +8,7 @@ directory) and ``pg_url`` hands each test a database of its own on it.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,12 +47,12 @@ REDIS_ARGS = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no")  # loop
 
 
 @contextmanager
-def redis_process(*extra: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def redis_process(*extra: str, port: int = 0) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A throwaway redis-server on a free loopback port (no persistence), stopped and removed after."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server is not installed: run scripts/test, which installs it")
-    port = free_port()
+    port = port or free_port()
     workdir = tempfile.mkdtemp(prefix="smsgw-redis-")
     proc = subprocess.Popen(
         [exe, *REDIS_ARGS, "--port", str(port), "--dir", workdir, *extra],
@@ -244,3 +246,70 @@ def pg_url(pg_server: PgServer) -> str:
     """The session's test database, emptied (a fresh database per test costs ~0.2 s, this ~20 ms)."""
     pg_server.reset_lsn = _lsn(pg_server.psql(_RESET + "SELECT pg_current_wal_lsn();", TEST_DB).split()[-1])
     return pg_server.url(TEST_DB)
+
+
+# ------------------------------------------------------------------------------------------ Redis Cluster
+def cluster_port() -> int:
+    """A free port whose cluster-bus port (+10 000, Redis's rule) is a valid free port too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[list[int]]:
+    """A real 3-node Redis Cluster (no replicas, no persistence) on free loopback ports; its ports."""
+    with contextlib.ExitStack() as stack:
+        nodes = [
+            stack.enter_context(
+                redis_process(
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", port=cluster_port()
+                )
+            )[1]
+            for _ in range(3)
+        ]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in nodes), "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            states = [
+                subprocess.run(
+                    ["redis-cli", "-p", str(p), "cluster", "info"], capture_output=True, text=True
+                ).stdout
+                for p in nodes
+            ]
+            if all("cluster_state:ok" in s for s in states):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+        yield nodes
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: list[int]) -> str:
+    """The cluster, every node emptied; the URL names one node (the client finds the others)."""
+    for p in redis_cluster:
+        subprocess.run(["redis-cli", "-p", str(p), "FLUSHALL"], check=True, capture_output=True)
+    return f"redis://127.0.0.1:{redis_cluster[0]}"
+
+
+def shared_redis(request: pytest.FixtureRequest, kind: str) -> Any:
+    """A client of this test's Redis for ``kind``: a flushed database of the session's server
+    ('redis'), or the flushed 3-node cluster ('cluster', a RedisCluster client)."""
+    import redis.asyncio as aioredis
+
+    if kind == "cluster":
+        return aioredis.RedisCluster.from_url(request.getfixturevalue("redis_cluster_url"))
+    return aioredis.Redis.from_url(request.getfixturevalue("redis_url"))

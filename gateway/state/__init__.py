@@ -7,6 +7,14 @@ outage degrades to process-local limits (logged loudly and counted) instead of t
 
 from gateway.state.base import GateResult, StateBackend
 from gateway.state.memory import MemoryState
-from gateway.state.redis import FallbackState, RedisState, redis_client
+from gateway.state.redis import FallbackState, RedisState, connect_redis, redis_client
 
-__all__ = ["FallbackState", "GateResult", "MemoryState", "RedisState", "StateBackend", "redis_client"]
+__all__ = [
+    "FallbackState",
+    "GateResult",
+    "MemoryState",
+    "RedisState",
+    "StateBackend",
+    "connect_redis",
+    "redis_client",
+]

@@ -8,12 +8,14 @@ from typing import Protocol
 KEY_PREFIX = "smsgw:"
 
 
+# The part in braces is the Redis Cluster hash tag: a number's cooldown and hourly window, which one
+# script reads together, always land in the same slot.
 def cooldown_key(tenant_id: str, phone_hmac_hex: str) -> str:
-    return f"{KEY_PREFIX}cd:{tenant_id}:{phone_hmac_hex}"
+    return f"{KEY_PREFIX}cd:{{{tenant_id}:{phone_hmac_hex}}}"
 
 
 def number_window_key(tenant_id: str, phone_hmac_hex: str) -> str:
-    return f"{KEY_PREFIX}nh:{tenant_id}:{phone_hmac_hex}"
+    return f"{KEY_PREFIX}nh:{{{tenant_id}:{phone_hmac_hex}}}"
 
 
 def attempts_key(otp_id: str) -> str:

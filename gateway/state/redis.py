@@ -55,7 +55,7 @@ return n
 
 
 class RedisState:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
         self._send_gate = client.register_script(SEND_GATE)
         self._verify_attempt = client.register_script(VERIFY_ATTEMPT)
@@ -98,14 +98,34 @@ class RedisState:
         await self.client.aclose()
 
 
+Client = aioredis.Redis | aioredis.RedisCluster
+
+_FAIL_FAST: dict[str, object] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+
+
 def redis_client(url: str) -> aioredis.Redis:
     """A client that fails fast: one quick retry, short timeouts (FallbackState takes over on failure)."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=1.0,
-        socket_connect_timeout=1.0,
-        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
-    )
+    retry = Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1)
+    return aioredis.Redis.from_url(url, retry=retry, **_FAIL_FAST)  # type: ignore[arg-type]
+
+
+async def connect_redis(url: str) -> Client:
+    """The client for ``REDIS_URL``: a Redis Cluster when the node it names runs in cluster mode (asked
+    once, at start: ``INFO cluster``), else a plain client. Every multi-key script of ours keeps its
+    keys under one hash tag, so it runs unchanged on a cluster. An unreachable Redis gives the plain
+    client: the fallback covers the outage, and a cluster is found at the next start."""
+    plain = redis_client(url)
+    try:
+        info = await plain.info("cluster")
+    except RedisError:
+        return plain
+    if not int(info.get("cluster_enabled", 0)):
+        return plain
+    await plain.aclose()
+    cluster = aioredis.RedisCluster.from_url(url, **_FAIL_FAST)  # type: ignore[arg-type]
+    await cluster.initialize()
+    log.info("Redis runs as a cluster", extra={"nodes": len(cluster.get_nodes())})
+    return cluster
 
 
 class FallbackState:

@@ -19,6 +19,7 @@ from antifraud import (
     TenantPolicy,
 )
 from antifraud.limits import FraudBackend
+from tests.conftest import shared_redis
 
 T0 = 1_772_409_600.0  # 2026-03-02 00:00 UTC
 
@@ -60,6 +61,12 @@ class Rig:
         return d.action
 
 
+@pytest.fixture(params=["memory", "redis", "cluster"])
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """Here also on a real 3-node Redis Cluster: one request's keys share a hash tag."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def make_rig(backend_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Rig]]:
     """``make_rig(policy=..., model=..., settings=...)`` → a :class:`Rig` on the parametrised backend."""
@@ -75,9 +82,8 @@ async def make_rig(backend_kind: str, request: pytest.FixtureRequest) -> AsyncIt
         clock = Clock()
         client = None
         backend: FraudBackend
-        if backend_kind == "redis":
-            url = request.getfixturevalue("redis_url")
-            client = aioredis.Redis.from_url(url)
+        if backend_kind != "memory":
+            client = shared_redis(request, backend_kind)
             clients.append(client)
             backend = RedisFraudBackend(client)
         else:

@@ -13,7 +13,8 @@ NEIGHBOUR = "+4915123000042"  # the same 10k block
 
 async def live_keys(rig: Rig) -> set[str]:
     if rig.client is not None:
-        return {k.decode() if isinstance(k, bytes) else k for k in await rig.client.keys("*")}
+        # SCAN, not KEYS: on a cluster it walks every node
+        return {k.decode() if isinstance(k, bytes) else k async for k in rig.client.scan_iter("*")}
     keys: set[str] = rig.backend.keys()  # type: ignore[attr-defined]
     return keys
 

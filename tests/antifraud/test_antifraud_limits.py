@@ -23,6 +23,7 @@ from antifraud.limits import (
 )
 from antifraud.settings import LimitScope
 from tests.antifraud.conftest import T0, Rig
+from tests.conftest import shared_redis
 
 NUM = "+4915123000{:03d}"  # valid German mobile numbers, one 10k block
 
@@ -183,9 +184,9 @@ async def test_memory_and_redis_backends_agree_on_random_sequences(redis_url: st
 
 
 async def test_decayed_counters_credit_late_events_at_their_own_time(
-    backend_kind: str, redis_url: str
+    backend_kind: str, request: pytest.FixtureRequest
 ) -> None:
-    client = aioredis.Redis.from_url(redis_url) if backend_kind == "redis" else None
+    client = shared_redis(request, backend_kind) if backend_kind != "memory" else None
     backend = RedisFraudBackend(client) if client is not None else MemoryFraudBackend()
     schemas = ((100.0,),)
     try:

@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -120,5 +122,49 @@ def test_two_workers_share_the_port_a_dead_one_is_restarted_and_sigterm_drains_a
         assert time.monotonic() - t0 < 30
         for pid in alive:
             assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    finally:
+        procs.stop_all()
+
+
+def test_a_gateway_on_a_redis_cluster_sends_and_verifies(tmp_path: Path, redis_cluster_url: str) -> None:
+    """REDIS_URL naming one node of a 3-node cluster: the anti-fraud check, the resend gate, the attempt
+    counter and fill-back all run there (any key spread over slots would fail with CROSSSLOT)."""
+    procs = Procs(tmp_path, env={"REDIS_URL": redis_cluster_url})
+    try:
+        sim_port = procs.sim_carrier()
+        port = free_port()
+        procs.gateway(port, sim_config(port, sim_port))
+        key = procs.tenant(fraud_mode="enforce")
+        auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+        def post(path: str, body: dict[str, str]) -> tuple[int, dict[str, object]]:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), headers=auth
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        to = "+4915123456789"
+        status, otp = post("/v1/otp", {"to": to})
+        assert status == 202, otp
+        inbox = f"http://127.0.0.1:{sim_port}/inbox?to={urllib.parse.quote(to)}"
+        wait_until(lambda: bool(json.loads(urllib.request.urlopen(inbox).read())), 10, "the SMS")
+        text = json.loads(urllib.request.urlopen(inbox).read())[0]["text"]
+        code = next(w for w in text.replace(".", " ").split() if w.isdigit())
+        assert (
+            post(f"/v1/otp/{otp['id']}/verify", {"code": "000000" if code != "000000" else "111111"})[0]
+            == 400
+        )
+        assert post(f"/v1/otp/{otp['id']}/verify", {"code": code}) == (
+            200,
+            {"id": otp["id"], "status": "verified"},
+        )
+        again = post("/v1/otp", {"to": to})  # the resend cooldown, kept on the cluster
+        assert again[0] == 429, again
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        assert "smsgw_state_backend_errors_total{" not in metrics  # no fallback to local state was needed
     finally:
         procs.stop_all()

@@ -8,9 +8,16 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.state import FallbackState, MemoryState, RedisState, StateBackend, redis_client
-from tests.conftest import free_port
+from gateway.state import FallbackState, MemoryState, RedisState, StateBackend, connect_redis, redis_client
+from gateway.state.base import cooldown_key, number_window_key
+from tests.conftest import free_port, shared_redis
 from tests.gateway.harness import ManualClock
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """Here also on a real 3-node Redis Cluster: one request's keys share a hash tag."""
+    return str(request.param)
 
 
 @pytest.fixture
@@ -18,8 +25,7 @@ async def state(request: pytest.FixtureRequest, backend_kind: str) -> AsyncItera
     if backend_kind == "memory":
         yield MemoryState(ManualClock(1000.0))
         return
-    client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
-    backend = RedisState(client)
+    backend = RedisState(shared_redis(request, backend_kind))
     yield backend
     await backend.close()
 
@@ -105,7 +111,7 @@ async def test_redis_keys_left_behind(redis_url: str) -> None:
     await backend.send_gate("t1", "ab", cooldown=30, hourly_limit=10, now=1000.0, member="m")
     await backend.verify_attempt("otp_9", ttl=60)
     keys = sorted(k.decode() for k in await client.keys("*"))
-    assert keys == ["smsgw:cd:t1:ab", "smsgw:nh:t1:ab", "smsgw:va:otp_9"]
+    assert keys == ["smsgw:cd:{t1:ab}", "smsgw:nh:{t1:ab}", "smsgw:va:otp_9"]
     for k in keys:  # nothing is kept forever
         assert 0 < await client.pttl(k) <= 3_600_000
     await backend.close()
@@ -146,3 +152,23 @@ async def test_fallback_probes_redis_again_after_hold_off(redis_url: str) -> Non
     assert await state.primary.client.exists("smsgw:va:otp") == 1
     assert errors == ["verify_attempt"]
     await state.close()
+
+
+async def test_redis_url_naming_a_cluster_node_gives_a_cluster_client(
+    redis_cluster_url: str, redis_url: str
+) -> None:
+    cluster = await connect_redis(redis_cluster_url)
+    plain = await connect_redis(redis_url)
+    down = await connect_redis(f"redis://127.0.0.1:{free_port()}")  # the fallback covers an outage
+    try:
+        assert isinstance(cluster, aioredis.RedisCluster) and len(cluster.get_nodes()) == 3
+        assert isinstance(plain, aioredis.Redis) and isinstance(down, aioredis.Redis)
+        # a number's cooldown and hourly window, read by one script, share a slot
+        slots = {
+            int(await cluster.cluster_keyslot(k))
+            for k in (cooldown_key("t", "n"), number_window_key("t", "n"))
+        }
+        assert len(slots) == 1
+    finally:
+        for c in (cluster, plain, down):
+            await c.aclose()

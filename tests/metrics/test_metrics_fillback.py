@@ -22,6 +22,7 @@ from metrics.fillback import (
     cost_per_verified,
     keys_for,
 )
+from tests.conftest import shared_redis
 
 RETENTION = 3 * 3600
 
@@ -34,13 +35,18 @@ class Clock:
         return self.t
 
 
+@pytest.fixture(params=["memory", "redis", "cluster"])
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """Here also on a real 3-node Redis Cluster: a window's buckets share a hash tag."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def clients(backend_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[list[aioredis.Redis]]:
     if backend_kind == "memory":
         yield []
         return
-    url = request.getfixturevalue("redis_url")
-    made = [aioredis.Redis.from_url(url), aioredis.Redis.from_url(url)]
+    made = [shared_redis(request, backend_kind), shared_redis(request, backend_kind)]
     yield made
     for c in made:
         await c.aclose()
