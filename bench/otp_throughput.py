@@ -1,9 +1,9 @@
 """Full OTP path vs a bare aiohttp handler, same load, same run.
 
-Starts a sim-carrier, the gateway on its embedded default (SQLite, in-memory state) routed to it, and
-a bare aiohttp handler; drives each with wrk (50 connections, one thread, a fresh number per request)
-for a bounded time over loopback; prints requests/s, p50 and p99 for each and the ratio. Everything it
-starts it stops, by PID.
+Starts a sim-carrier, the gateway on its embedded default (SQLite, in-memory state; with
+``SMSGW_DATABASE_URL`` set, on that PostgreSQL instead) routed to it, and a bare aiohttp handler;
+drives each with wrk (50 connections, one thread, a fresh number per request) for a bounded time over
+loopback; prints requests/s, p50 and p99 for each and the ratio. Everything it starts it stops, by PID.
 Usage: python bench/otp_throughput.py [--seconds 10] [--connections 50] [--profile stacks.txt]
 (``--profile``: py-spy samples the gateway during the measured run and writes collapsed stacks, one
 ``frame;frame;… count`` line each, for a flame graph or a per-function sum.)
@@ -226,7 +226,8 @@ def main() -> int:
             f"{'case':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}{'server CPU µs/req':>19}"
         )
         print(head)
-        for name, res in (("bare aiohttp handler", bare), ("full OTP path (embedded)", full)):
+        store = "postgresql" if env.get("SMSGW_DATABASE_URL") else "embedded"
+        for name, res in (("bare aiohttp handler", bare), (f"full OTP path ({store})", full)):
             print(
                 f"{name:<28}{res['rps']:>10.0f}{res['p50']:>10.2f}{res['p99']:>10.2f}{res['non2xx']:>10.0f}"
                 f"{res['cpu_server']:>19.0f}"
