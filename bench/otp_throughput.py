@@ -4,7 +4,9 @@ Starts a sim-carrier, the gateway on its embedded default (SQLite, in-memory sta
 ``SMSGW_DATABASE_URL`` set, on that PostgreSQL instead) routed to it, and a bare aiohttp handler;
 drives each with wrk (50 connections, one thread, a fresh number per request) for a bounded time over
 loopback; prints requests/s, p50 and p99 for each and the ratio. Everything it starts it stops, by PID.
-Usage: python bench/otp_throughput.py [--seconds 10] [--connections 50] [--profile stacks.txt]
+Usage: python bench/otp_throughput.py [--seconds 10] [--connections 50] [--pg] [--profile stacks.txt]
+(``--pg``: the gateway's store on a throwaway PostgreSQL, ``initdb`` into a temporary directory with
+fsync on, as ``tests/conftest.py`` starts it; its server processes' CPU per OTP is printed too.)
 (``--profile``: py-spy samples the gateway during the measured run and writes collapsed stacks, one
 ``frame;frame;… count`` line each, for a flame graph or a per-function sum.)
 """
@@ -12,6 +14,8 @@ Usage: python bench/otp_throughput.py [--seconds 10] [--connections 50] [--profi
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import re
@@ -22,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +110,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--pg", action="store_true", help="store on a throwaway PostgreSQL (fsync on)")
     ap.add_argument(
         "--profile",
         metavar="FILE",
@@ -127,6 +133,16 @@ def main() -> int:
         "SMSGW_LOG_LEVEL": "warning",
     }
     env.pop("REDIS_URL", None)
+    cluster = contextlib.ExitStack()
+    meters: dict[str, Callable[[], float]] = {}
+    if args.pg:
+        sys.path.insert(0, str(ROOT))
+        from tests.conftest import pg_process
+
+        pg = cluster.enter_context(pg_process(durable=True))
+        pg.psql("CREATE DATABASE bench")
+        env["SMSGW_DATABASE_URL"] = pg.url("bench")
+        meters["database"] = pg.cpu_seconds
 
     def start(*cmd: str, port: int) -> int:
         log = open(work / f"{port}.log", "wb")  # noqa: SIM115
@@ -137,11 +153,14 @@ def main() -> int:
     def measured(port: int, pids: dict[str, int]) -> dict[str, float]:
         """One wrk run, plus the CPU each process spent per request (µs): unlike req/s, this does not
         depend on how the machine's cores are shared between wrk, the carrier and the server."""
-        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        meter = {name: functools.partial(cpu_seconds, pid) for name, pid in pids.items()}
+        if "carrier" in pids:  # the full path: the database works for it too
+            meter.update(meters)
+        before = {name: m() for name, m in meter.items()}
         res = run_wrk(port, key, args.seconds, args.connections, lua)
         done = max(res["rps"] * args.seconds, 1.0)
-        for name, pid in pids.items():
-            res[f"cpu_{name}"] = (cpu_seconds(pid) - before[name]) / done * 1e6
+        for name, m in meter.items():
+            res[f"cpu_{name}"] = (m() - before[name]) / done * 1e6
         return res
 
     try:
@@ -233,6 +252,8 @@ def main() -> int:
                 f"{res['cpu_server']:>19.0f}"
             )
         print(f"sim-carrier CPU per OTP: {full['cpu_carrier']:.0f} µs (the full path's receiving end)")
+        if "cpu_database" in full:
+            print(f"PostgreSQL CPU per OTP: {full['cpu_database']:.0f} µs (its server processes)")
         ratio = full["rps"] / bare["rps"]
         print(f"carrier inbox after the run: {sim_stats['received']} messages")
         print(f"CPU per request, bare/full: {bare['cpu_server'] / full['cpu_server']:.2f}")
@@ -249,6 +270,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(work, ignore_errors=True)
+        cluster.close()
 
 
 if __name__ == "__main__":
