@@ -118,6 +118,7 @@ class PgServer:
     root: Path
     port: int
     os_user: str | None  # None: the current user
+    durable: bool = False  # fsync on (benchmarks); tests run without it
     reset_lsn: int = 0  # the write-ahead log's position when ``pg_url`` last emptied the test database
 
     @property
@@ -153,6 +154,20 @@ class PgServer:
             out.append(data[lo:hi])
         return b"".join(out)
 
+    def cpu_seconds(self) -> float:
+        """CPU time the cluster spent so far: the postmaster, its live processes and those it reaped."""
+        tick = os.sysconf("SC_CLK_TCK")
+        pm = int((self.datadir / "postmaster.pid").read_text().split()[0])
+        stat = Path(f"/proc/{pm}/stat").read_text().rsplit(")", 1)[1].split()
+        total = sum(int(v) for v in stat[11:15]) / tick
+        for child in Path(f"/proc/{pm}/task/{pm}/children").read_text().split():
+            try:
+                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile: counted by the postmaster once reaped
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
     def psql(self, sql: str, db: str = "postgres") -> str:
         """Run ``sql`` with psql (synchronous: usable from any fixture); its unaligned output."""
         cmd = [pg_bin("psql"), "-h", str(self.root), "-p", str(self.port), "-U", "postgres", "-d", db]
@@ -167,8 +182,11 @@ class PgServer:
         """``pg_ctl`` on this cluster, as its owner (start, stop -m fast, ...)."""
         opts = f"-c port={self.port} -c listen_addresses='' -c unix_socket_directories='{self.root}' "
         # a test cluster: nothing here must survive a crash of the machine, so no fsync (commits are still
-        # synchronous: the engine sets synchronous_commit=on)
-        opts += "-c fsync=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB"
+        # synchronous: the engine sets synchronous_commit=on); a benchmark's cluster keeps PostgreSQL's
+        # defaults
+        opts += "-c max_connections=200 -c shared_buffers=64MB"
+        if not self.durable:
+            opts += " -c fsync=off -c full_page_writes=off"
         cmd = [
             pg_bin("pg_ctl"),
             "-D",
@@ -199,13 +217,13 @@ def _pg_os_user() -> str | None:
 
 
 @contextmanager
-def pg_process() -> Iterator[PgServer]:
+def pg_process(durable: bool = False) -> Iterator[PgServer]:
     """initdb into a fresh temporary directory, start on a free port, stop and remove afterwards."""
     user = _pg_os_user()
     root = Path(tempfile.mkdtemp(prefix="smsgw-pg-"))
     if user is not None:
         shutil.chown(root, user)
-    server = PgServer(root, free_port(), user)
+    server = PgServer(root, free_port(), user, durable)
     initdb = [pg_bin("initdb"), "-D", str(server.datadir), "-U", "postgres", "-A", "trust"]
     _as(user, [*initdb, "--no-sync", "-E", "UTF8", "--no-locale"])
     server.ctl("start")

@@ -93,7 +93,7 @@ class _Op:
     blind: bool = False  # the caller needs no row count (plain inserts): may go out with others' rows
 
 
-def _rowcount(status: str) -> int:
+def rowcount_of(status: str) -> int:
     """Rows touched, from a command tag such as ``UPDATE 3`` or ``INSERT 0 1``."""
     tail = status.rsplit(" ", 1)[-1]
     return int(tail) if tail.isdigit() else 0
@@ -108,7 +108,7 @@ async def _apply(conn: asyncpg.Connection, op: _Op) -> WriteResult:
             rows = list(await conn.fetch(sql, *params))
             rowcount = len(rows)
         else:
-            rowcount = _rowcount(await conn.execute(sql, *params))
+            rowcount = rowcount_of(await conn.execute(sql, *params))
     return WriteResult(rowcount, rows)
 
 
@@ -147,6 +147,16 @@ async def _apply_batch(conn: asyncpg.Connection, batch: list[_Op]) -> list[Write
     return done
 
 
+def _settle(batch: list[_Op], results: Sequence[WriteResult | BaseException]) -> None:
+    for op, res in zip(batch, results, strict=True):
+        if op.future.done():
+            continue
+        if isinstance(res, BaseException):
+            op.future.set_exception(res)
+        else:
+            op.future.set_result(res)
+
+
 class PgGroupWriter:
     """Batches the writes queued meanwhile into one transaction; one batch in flight at a time."""
 
@@ -179,22 +189,16 @@ class PgGroupWriter:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
+                self.batches += 1
+                self.operations += len(batch)
                 try:
                     results = await self._commit(batch)
-                except BaseException as e:  # a bug: every caller hears of it rather than waiting forever
+                except asyncio.CancelledError:  # the loop is stopping: nobody waits in vain
+                    _settle(batch, [PgUnavailable("the store's writer was stopped")] * len(batch))
+                    raise
+                except Exception as e:  # a bug: every caller hears of it rather than waiting forever
                     results = [e] * len(batch)
-                    if isinstance(e, asyncio.CancelledError):
-                        raise
-                finally:
-                    self.batches += 1
-                    self.operations += len(batch)
-                for op, res in zip(batch, results, strict=True):
-                    if op.future.done():
-                        continue
-                    if isinstance(res, BaseException):
-                        op.future.set_exception(res)
-                    else:
-                        op.future.set_result(res)
+                _settle(batch, results)
         finally:
             self._task = None
 

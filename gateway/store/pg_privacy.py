@@ -9,7 +9,7 @@ import asyncpg
 
 from gateway.privacy.audit import GENESIS, AuditRecord, canonical, record_mac
 from gateway.store.base import RetentionPolicy
-from gateway.store.pg import PgEngine
+from gateway.store.pg import PgEngine, rowcount_of
 from gateway.store.tables import MSG_COLS, OTP_COLS, PURGE_BATCH, PurgeJob, message_from, purge_in_batches
 
 _AUDIT_COLS = "seq, at, actor, tenant_id, action, target, details, prev, mac"
@@ -139,8 +139,9 @@ class PgPrivacyMixin(PgEngine):
             where = "WHERE tenant_id = $1 AND phone_hmac = $2"
 
             async def delete(table: str, extra: str = "") -> int:
-                status: str = await conn.execute(f"DELETE FROM {table} {where}{extra}", tenant_id, phone_hmac)
-                return int(status.rsplit(" ", 1)[-1])
+                return rowcount_of(
+                    await conn.execute(f"DELETE FROM {table} {where}{extra}", tenant_id, phone_hmac)
+                )
 
             counts = {
                 "events": await delete("events"),

@@ -107,3 +107,19 @@ def test_docs_errors_md_is_current() -> None:
 def test_example_config_is_valid() -> None:
     s = load(Path(__file__).resolve().parents[2] / "examples/smsgw.toml", {})
     assert [r.name for r in s.routes] == ["sim-default", "b-europe"]
+
+
+def test_the_store_engine_and_region_locations(tmp_path: Path) -> None:
+    url = "postgresql://smsgw@127.0.0.1:5432/smsgw"
+    cfg = tmp_path / "smsgw.toml"
+    cfg.write_text(
+        '[residency]\nregions = { ru = "", eu = "/data/eu.db" }\ncountries = { RU = "ru", DE = "eu" }\n'
+    )
+    s = load(cfg, {"SMSGW_DATABASE_URL": url})
+    assert s.database_url == url and s.residency.regions == {"ru": "", "eu": "/data/eu.db"}
+    with pytest.raises(ConfigError) as e:
+        load(cfg, {"SMSGW_DATABASE_URL": "mysql://x/y"})
+    assert e.value.problems == ["SMSGW_DATABASE_URL: must start with postgresql:// (got 'mysql://x/y')"]
+    with pytest.raises(ConfigError) as e:
+        load(cfg, {})  # region ru has no location of its own and there is no PostgreSQL to hold it
+    assert len(e.value.problems) == 1 and e.value.problems[0].startswith("residency.regions.ru:")

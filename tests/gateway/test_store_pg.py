@@ -207,3 +207,23 @@ async def test_a_value_sealed_under_a_key_another_process_added_opens_at_once(pg
     finally:
         await rotator.close()
         await reader.close()
+
+
+def test_open_stores_picks_each_regions_engine_from_its_location(tmp_path: Path) -> None:
+    from gateway.app import open_stores
+    from gateway.config import Settings
+    from gateway.store import SqliteStore
+
+    url, ap_url = "postgresql://smsgw@db/smsgw", "postgresql://smsgw@ap-db/smsgw"
+    residency = ResidencySettings(
+        regions={"ru": "", "eu": str(tmp_path / "eu.db"), "ap": ap_url}, countries={"RU": "ru"}
+    )
+    stores = open_stores(Settings(database_url=url, master_key=MASTER_KEY, residency=residency))
+    assert isinstance(stores.control, PgStore) and (stores.control.dsn, stores.control.schema) == (
+        url,
+        "smsgw",
+    )
+    ru, eu, ap = stores.regions["ru"], stores.regions["eu"], stores.regions["ap"]
+    assert isinstance(ru, PgStore) and (ru.dsn, ru.schema) == (url, "smsgw_ru")
+    assert isinstance(eu, SqliteStore) and eu.path == str(tmp_path / "eu.db")
+    assert isinstance(ap, PgStore) and (ap.dsn, ap.schema) == (ap_url, "smsgw_ap")
