@@ -7,7 +7,8 @@ server's CPU per request from /proc (user + system, all threads). The gateway's 
 whole life of each message: after wrk stops, the bench waits (bounded) until the carrier holds every
 accepted message and has posted every receipt back, so dispatch and receipts are counted too.
 Everything it starts it stops, by PID.
-Usage: python bench/otp_throughput.py [--seconds 10] [--connections 50] [--profile stacks.txt] [--json]
+Usage: python bench/otp_throughput.py [--seconds 10] [--connections 50] [--rounds 3] [--profile stacks.txt]
+[--json]
 (``--profile``: py-spy samples the gateway during the measured OTP run and writes collapsed stacks,
 one ``frame;frame;… count`` line each, for a flame graph or a per-function sum; ``--json``: the last
 line is one JSON object with every figure.)
@@ -21,6 +22,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -174,6 +176,83 @@ def settle(sim_port: int, gw_pid: int, expect_received: int, within: float) -> d
         time.sleep(0.3)
 
 
+HEADLINE = (
+    "full_rps",
+    "full_p99_ms",
+    "full_cpu_us",
+    "full_x_bare",
+    "msg_rps",
+    "msg_p99_ms",
+    "msg_cpu_us",
+    "msg_x_bare",
+    "bare_rps",
+    "bare_cpu_us",
+    "carrier_cpu_us",
+)
+
+
+def report(full: dict[str, Any], msg: dict[str, Any], bare: dict[str, Any]) -> None:
+    """One round's table."""
+    head = (
+        f"{'case':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}{'server CPU µs/req':>19}"
+        f"{'main thread':>13}{'kernel':>8}"
+    )
+    print(head)
+    cases = (("bare aiohttp handler", bare), ("full OTP path (embedded)", full), ("POST /v1/messages", msg))
+    for name, res in cases:
+        print(
+            f"{name:<28}{res['rps']:>10.0f}{res['p50']:>10.2f}{res['p99']:>10.2f}{res['non2xx']:>10.0f}"
+            f"{res['cpu_server']:>19.0f}{res['cpu_server_main']:>13.0f}{res['cpu_server_sys']:>8.0f}"
+        )
+    for name, res in cases[1:]:
+        print(
+            f"{name}: carrier received {res['carrier_received']:.0f} of "
+            f"{res['requests'] - res['non2xx']:.0f} accepted, "
+            f"{res['receipts_posted']:.0f} HTTP receipts posted back; sim-carrier CPU "
+            f"{res['cpu_carrier']:.0f} µs per message; submitted by route: "
+            + ", ".join(f"{r} {n:.0f}" for r, n in sorted(res["routes"].items()))
+        )
+    full_x = full["cpu_server"] / bare["cpu_server"]
+    msg_x = msg["cpu_server"] / bare["cpu_server"]
+    print(
+        f"server CPU per request, x bare: OTP {full_x:.1f} (target <= 6.0, aim 4.5) -> "
+        f"{'met' if full_x <= 6.0 else 'NOT met'}; messages {msg_x:.1f} (target <= 3.5) -> "
+        f"{'met' if msg_x <= 3.5 else 'NOT met'}"
+    )
+
+
+def summary(full: dict[str, Any], msg: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
+    """One round's figures, flat, as the JSON line carries them."""
+    return {
+        "full_rps": round(full["rps"], 1),
+        "full_p50_ms": full["p50"],
+        "full_p99_ms": full["p99"],
+        "full_non2xx": int(full["non2xx"]),
+        "full_cpu_us": round(full["cpu_server"], 1),
+        "full_cpu_main_us": round(full["cpu_server_main"], 1),
+        "full_cpu_sys_us": round(full["cpu_server_sys"], 1),
+        "full_x_bare": round(full["cpu_server"] / bare["cpu_server"], 2),
+        "carrier_cpu_us": round(full["cpu_carrier"], 1),
+        "full_carrier_received": int(full["carrier_received"]),
+        "full_receipts": int(full["receipts_posted"]),
+        "full_routes": full["routes"],
+        "msg_rps": round(msg["rps"], 1),
+        "msg_p50_ms": msg["p50"],
+        "msg_p99_ms": msg["p99"],
+        "msg_non2xx": int(msg["non2xx"]),
+        "msg_cpu_us": round(msg["cpu_server"], 1),
+        "msg_cpu_main_us": round(msg["cpu_server_main"], 1),
+        "msg_cpu_sys_us": round(msg["cpu_server_sys"], 1),
+        "msg_x_bare": round(msg["cpu_server"] / bare["cpu_server"], 2),
+        "msg_carrier_cpu_us": round(msg["cpu_carrier"], 1),
+        "msg_carrier_received": int(msg["carrier_received"]),
+        "msg_routes": msg["routes"],
+        "bare_rps": round(bare["rps"], 1),
+        "bare_p99_ms": bare["p99"],
+        "bare_cpu_us": round(bare["cpu_server"], 1),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=10)  # wrk takes whole seconds
@@ -183,6 +262,12 @@ def main() -> int:
         "--profile",
         metavar="FILE",
         help="also sample the gateway with py-spy during the full-path run, collapsed stacks to FILE",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the three cases this many times in turn; the summary is each figure's median",
     )
     ap.add_argument("--json", action="store_true", help="last line: one JSON object with every figure")
     args = ap.parse_args()
@@ -311,45 +396,32 @@ def main() -> int:
                 stderr=subprocess.DEVNULL,
             )
         gw = {"server": gw_pid, "carrier": sim_pid}
-        full = measured(gw_port, otp_lua, gw, gateway=True)
-        if spy is not None:
-            spy.wait(30)
-        msg = measured(gw_port, msg_lua, gw, gateway=True)
-        bare = measured(bare_port, otp_lua, {"server": bare_pid}, gateway=False)
         print(
             f"cores: {os.cpu_count()} (wrk, the server and, for the gateway, the sim-carrier share them); "
             "gateway: embedded default, one process"
         )
-        head = (
-            f"{'case':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}{'server CPU µs/req':>19}"
-            f"{'main thread':>13}{'kernel':>8}"
-        )
-        print(head)
-        cases = (
-            ("bare aiohttp handler", bare),
-            ("full OTP path (embedded)", full),
-            ("POST /v1/messages", msg),
-        )
-        for name, res in cases:
-            print(
-                f"{name:<28}{res['rps']:>10.0f}{res['p50']:>10.2f}{res['p99']:>10.2f}{res['non2xx']:>10.0f}"
-                f"{res['cpu_server']:>19.0f}{res['cpu_server_main']:>13.0f}{res['cpu_server_sys']:>8.0f}"
-            )
-        for name, res in cases[1:]:
-            print(
-                f"{name}: carrier received {res['carrier_received']:.0f} of "
-                f"{res['requests'] - res['non2xx']:.0f} accepted, "
-                f"{res['receipts_posted']:.0f} HTTP receipts posted back; sim-carrier CPU "
-                f"{res['cpu_carrier']:.0f} µs per message; submitted by route: "
-                + ", ".join(f"{r} {n:.0f}" for r, n in sorted(res["routes"].items()))  # type: ignore[attr-defined]
-            )
-        full_x = full["cpu_server"] / bare["cpu_server"]
-        msg_x = msg["cpu_server"] / bare["cpu_server"]
-        print(
-            f"server CPU per request, x bare: OTP {full_x:.1f} (target <= 6.0, aim 4.5) -> "
-            f"{'met' if full_x <= 6.0 else 'NOT met'}; messages {msg_x:.1f} (target <= 3.5) -> "
-            f"{'met' if msg_x <= 3.5 else 'NOT met'}"
-        )
+        rounds: list[dict[str, Any]] = []
+        for n in range(args.rounds):
+            full = measured(gw_port, otp_lua, gw, gateway=True)
+            if spy is not None:
+                spy.wait(30)
+                spy = None
+            msg = measured(gw_port, msg_lua, gw, gateway=True)
+            bare = measured(bare_port, otp_lua, {"server": bare_pid}, gateway=False)
+            if args.rounds > 1:
+                print(f"round {n + 1} of {args.rounds}")
+            report(full, msg, bare)
+            rounds.append(summary(full, msg, bare))
+        out = dict(rounds[0])
+        if args.rounds > 1:
+            print(f"over {args.rounds} rounds, median (range):")
+            for k, v in rounds[0].items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    vals = sorted(r[k] for r in rounds)
+                    out[k] = statistics.median(vals)
+                    if k in HEADLINE:
+                        print(f"  {k}: {out[k]:g} ({vals[0]:g}–{vals[-1]:g})")
+            out["rounds"] = rounds
         if args.json:
             print(
                 json.dumps(
@@ -358,32 +430,7 @@ def main() -> int:
                         "cores": os.cpu_count(),
                         "seconds": args.seconds,
                         "connections": args.connections,
-                        "full_rps": round(full["rps"], 1),
-                        "full_p50_ms": full["p50"],
-                        "full_p99_ms": full["p99"],
-                        "full_non2xx": int(full["non2xx"]),
-                        "full_cpu_us": round(full["cpu_server"], 1),
-                        "full_cpu_main_us": round(full["cpu_server_main"], 1),
-                        "full_cpu_sys_us": round(full["cpu_server_sys"], 1),
-                        "full_x_bare": round(full_x, 2),
-                        "carrier_cpu_us": round(full["cpu_carrier"], 1),
-                        "full_carrier_received": int(full["carrier_received"]),
-                        "full_receipts": int(full["receipts_posted"]),
-                        "full_routes": full["routes"],
-                        "msg_rps": round(msg["rps"], 1),
-                        "msg_p50_ms": msg["p50"],
-                        "msg_p99_ms": msg["p99"],
-                        "msg_non2xx": int(msg["non2xx"]),
-                        "msg_cpu_us": round(msg["cpu_server"], 1),
-                        "msg_cpu_main_us": round(msg["cpu_server_main"], 1),
-                        "msg_cpu_sys_us": round(msg["cpu_server_sys"], 1),
-                        "msg_x_bare": round(msg_x, 2),
-                        "msg_carrier_cpu_us": round(msg["cpu_carrier"], 1),
-                        "msg_carrier_received": int(msg["carrier_received"]),
-                        "msg_routes": msg["routes"],
-                        "bare_rps": round(bare["rps"], 1),
-                        "bare_p99_ms": bare["p99"],
-                        "bare_cpu_us": round(bare["cpu_server"], 1),
+                        **out,
                     }
                 )
             )
