@@ -28,7 +28,7 @@ Legitimate (L)                                     Attacks (A)
   L10 route outage: half the deliveries fail        A10 one range through many tenants
   L11 real users inside attacked ranges             A11 adaptive prober, new prefix after a refusal
   L12 tenant that never reports 30 % of verifies    A12 bursts timed around the code TTL
-  L13 lossy network: 30 % of a user's SMS vanish
+  L13 lossy network: 30 % of a user's SMS vanish    A13 CAPTCHA farm: every 428 answered with a token
   cold start: a tenant with no history
 
 Real users' requests are also labelled by family (``LEGIT_FAMILIES``: plain, resend, CGNAT, surge,
@@ -61,7 +61,7 @@ HOUR = 3600.0
 EPOCH = 1_772_409_600.0  # 2026-03-02 00:00 UTC, a Monday
 OTP_TTL = 300.0
 DECISIONS = ("allow", "challenge", "block", "rate_limited")  # what a driver's probe may answer
-ATTACK_FAMILIES = ("A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8", "A9", "A10", "A11", "A12")
+ATTACK_FAMILIES = ("A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8", "A9", "A10", "A11", "A12", "A13")
 HIGH_COST = ("UZ", "KG", "TJ", "AZ", "LB", "LY", "IQ", "MM", "LK", "KZ")
 MID_COST = ("NG", "PK", "BD", "EG", "ID", "VN", "GH", "NP", "RU")
 CGNAT_COUNTRIES = ("ID", "NG", "PH", "IN", "PK", "BD")
@@ -1081,6 +1081,17 @@ class _Attacker:
             self.max_requests = int(1500 * scale)
             ips = [self.sim.new_ip("198") for _ in range(200)]
             self.ip = lambda: rng.choice(ips)
+        elif fam == "A13":  # pays a solving service: every challenge is passed, no code is verified
+            blocks = sim.pool.attack_blocks(cc, rng.randint(1, 10), rng)
+            target = blocks[0]
+            self.numbers = lambda: (cc, rng.choice(blocks) + f"{rng.randrange(10_000):04d}")
+            self.rate = rng.uniform(0.5, 3.0)
+            self.farm = 1.0
+            self.max_requests = int(rng.randint(1000, 3000) * scale)
+            ips = [self.sim.new_ip("198") for _ in range(rng.randint(20, 200))]
+            self.ip = lambda: rng.choice(ips)
+            self.device = lambda: f"farm-{rng.getrandbits(40):x}"
+            self.stop_at = self.start + 4 * HOUR
         elif fam == "A12":
             blocks = sim.pool.attack_blocks(cc, rng.randint(2, 6), rng)
             target = blocks[0]
