@@ -20,7 +20,10 @@ challenge_farm             the request passed a challenge in a block (or a count
                            the tenant has no real users) where ≥ 5 challenges were passed
                            in ~30 min while ≥ 2 in 3 failed (CAPTCHA farm)
 challenge_not_verifying    the request passed a challenge, but codes sent after passed      block
-                           challenges in its range are not verified (≥ 4 σ, ≤ 0.35)
+                           challenges in its range are not verified (≥ 4 σ, ≤ 0.35; where a
+                           range rule fires for the request: ≥ 2 σ, ≤ 0.5, a CAPTCHA farm
+                           that passes every challenge; or ≥ 5 such codes still open in
+                           a 10k/100k block a rule flags)
 =========================  ===============================================================  =========
 
 **Breakers lift by themselves.** Nothing is latched: every request re-reads decayed counters. Once
@@ -60,6 +63,8 @@ class Finding:
 _PREFIX_ORDER: tuple[RangeName, ...] = ("g_p3", "g_p4", "t_p5", "g_p5")
 _COUNTRY_ORDER: tuple[RangeName, ...] = ("t_cc", "g_cc")
 _CHALLENGE_ORDER: tuple[RangeName, ...] = ("g_p4", "t_p5", "g_p5", "t_cc")
+_ESCALATION_ORDER: tuple[RangeName, ...] = (*_CHALLENGE_ORDER, "g_cc")
+_BLOCK_ORDER: tuple[RangeName, ...] = ("g_p4", "t_p5", "g_p5")
 
 
 def _view(ev: Evidence, name: RangeName) -> RangeView:
@@ -142,9 +147,16 @@ def range_rules(ev: Evidence, s: FraudSettings) -> Finding | None:
     return None
 
 
-def escalation(ev: Evidence, s: FraudSettings) -> Finding | None:
+def escalation(ev: Evidence, s: FraudSettings, attacked: bool = False) -> Finding | None:
     """For a request that passed a challenge: block when the range is under attack and challenges
-    are passed far more often than its real users could, or passed challenges are not verifying."""
+    are passed far more often than its real users could, or passed challenges are not verifying.
+
+    ``attacked``: a range rule fires for the request right now (a sweep, a fill-back collapse,
+    failing challenges). There a CAPTCHA farm that passes every challenge is met sooner: a few codes
+    sent after passed challenges that go unverified are enough (``farm_deficit``, ``farm_ratio``),
+    since real users who pass a challenge verify their code as often as anyone, and in a block under
+    attack a handful of codes sent after passed challenges and still unverified is enough
+    (``farm_open``): a farm sends them seconds apart, before any could be verified."""
     if not ev.challenge_passed:
         return None
     for name in _CHALLENGE_ORDER:
@@ -155,9 +167,20 @@ def escalation(ev: Evidence, s: FraudSettings) -> Finding | None:
             return Finding(
                 "challenge_farm", "block", name, f"{r.ch_passed:.0f} challenges passed, most others failed"
             )
-    for name in _CHALLENGE_ORDER:
+    if attacked:
+        for name in _BLOCK_ORDER:
+            r = _view(ev, name)
+            if r.ch_open >= s.farm_open:
+                return Finding(
+                    "challenge_not_verifying",
+                    "block",
+                    name,
+                    f"{r.ch_open:.0f} codes sent after passed challenges in a block under attack, unverified",
+                )
+    deficit, ratio = (s.farm_deficit, s.farm_ratio) if attacked else (s.breaker_deficit, s.breaker_ratio)
+    for name in _ESCALATION_ORDER:
         r = _view(ev, name)
-        if r.c_deficit >= s.breaker_deficit and r.c_ratio <= s.breaker_ratio:
+        if r.c_deficit >= deficit and r.c_ratio <= ratio:
             return Finding(
                 "challenge_not_verifying", "block", name, "codes sent after passed challenges go unverified"
             )

@@ -48,6 +48,7 @@ from antifraud.features import (
     NUMBER,
     RANGE,
     RANGE_FIELDS_BASE,
+    RESEND,
     TENANT,
     Evidence,
     RangeView,
@@ -139,6 +140,7 @@ class _Layout:
     number: str
     device: str | None
     ip: str | None
+    resend: str | None  # the session's (or device's) resend marker for this number
     ip_countries: str | None
     sweep: str
     allow: str
@@ -185,6 +187,7 @@ class FraudEngine:
         self.feature_log: Callable[[FraudRequest, list[float]], None] | None = None
         self._full_ttl = 3 * settings.long_tau
         self._short_ttl = 4 * settings.fillback_tau
+        self._resend_ttl = 2 * settings.resend_tau
 
     async def start(self) -> None:
         """Prepare the backend (Redis: load the script), so the first request makes one round trip."""
@@ -287,6 +290,10 @@ class FraudEngine:
         num_hash = self._hash(info.e164)
         dev_hash = self._hash("d:" + req.device_id) if req.device_id else None
         ip_hash = self._hash("i:" + req.client_ip) if req.client_ip else None
+        if req.session_id:
+            who_hash: str | None = self._hash("s:" + req.session_id)
+        else:
+            who_hash = dev_hash
         limits: list[LimitSpec] = []
         scopes: list[str] = []
         for scope, windows, ttl in self._limit_groups(policy):
@@ -313,6 +320,7 @@ class FraudEngine:
             number=k.number(t, num_hash),
             device=k.device(t, dev_hash) if dev_hash else None,
             ip=k.ip(ip_hash) if ip_hash else None,
+            resend=k.resend(t, who_hash, num_hash) if who_hash else None,
             ip_countries=k.ip_countries(ip_hash) if ip_hash else None,
             sweep=k.sweep_of(self._hash(info.p4)),
             allow=k.allow(t),
@@ -423,6 +431,9 @@ class FraudEngine:
             writes.append(HashAdd(lay.ip, IP, ((0, 1.0), (1, 1.0)), now, _IP_TTL))
             lists.append((lay.ip_countries, 8))
             pushes.append(ListPush(lay.ip_countries, f"{country}:{now:.0f}", 8, _DAY))
+        if lay.resend:  # last: its read is the snapshot's last row, its write the plan's last
+            reads.append(HashRead(lay.resend, RESEND))
+            writes.append(HashAdd(lay.resend, RESEND, ((0, 1.0),), now, self._resend_ttl))
         return Plan(
             now=now,
             schemas=self.schemas,
@@ -541,10 +552,14 @@ class FraudEngine:
             return Decision("block", (self._reason(found, info, country),), score=1.0)
         if nh >= 0.5:  # returning user: verified before for this tenant
             return Decision("allow", score=0.0)
+        if found is None and lay.resend and snap.reads[-1][0] >= self.settings.resend_min:
+            # the same session asked for a code to this number minutes ago and it was sent: the retry
+            # of a late or lost SMS (one-number pumping meets the number's limits and evidence)
+            return Decision("allow", score=0.0, challenged=req.challenge_passed)
 
         ev = self._evidence(req, info, country, snap, weight, self._local.hour(info.zone, now))
         if req.challenge_passed:
-            esc = escalation(ev, self.settings)
+            esc = escalation(ev, self.settings, attacked=range_rules(ev, self.settings) is not None)
             if esc is not None:
                 return Decision("block", (self._reason(esc, info, country),), score=1.0, challenged=True)
             return Decision("allow", score=0.0, challenged=True)
@@ -659,7 +674,7 @@ class FraudEngine:
             full += ch
             short += ch
         fttl, sttl = self._full_ttl, self._short_ttl
-        adds = (
+        adds: tuple[HashAdd, ...] = (
             HashAdd(w[0].key, TENANT, ((self._pos[TENANT][K.LONG_SENT], -1.0),), now, fttl),
             HashAdd(w[1].key, RANGE, full, now, fttl),
             HashAdd(w[2].key, RANGE, full, now, fttl),
@@ -669,6 +684,8 @@ class FraudEngine:
             HashAdd(w[6].key, RANGE, short, now, sttl),
             HashAdd(w[7].key, NUMBER, ((0, -1.0),), now, _ENTITY_TTL),
         )
+        if w[-1].schema == RESEND:
+            adds += (HashAdd(w[-1].key, RESEND, ((0, -1.0),), now, self._resend_ttl),)
         undos = tuple(LimitUndo(spec.key, tuple(wl[0] for wl in spec.windows), now) for spec in plan.limits)
         return Settle(adds, undos, (self._record(req, info, decision),))
 
@@ -783,6 +800,7 @@ class FraudEngine:
                 matching=(
                     (f"{k.prefix}n:", ":" + num_hash),
                     (f"{k.prefix}lim:number:", ":" + num_hash),
+                    (f"{k.prefix}rs:", ":" + num_hash),
                 ),
                 entries=entries,
             )

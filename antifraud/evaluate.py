@@ -24,7 +24,7 @@ import asyncio
 import gc
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,18 @@ from antifraud.engine import FraudEngine
 from antifraud.limits_memory import MemoryFraudBackend
 from antifraud.scorer import Scorer, load_scorer
 from antifraud.settings import FraudSettings, TenantPolicy
-from antifraud.simulate import ATTACK_FAMILIES, DAY, Answer, Driver, Sent, SimConfig, SimResult, Simulation
+from antifraud.simulate import (
+    ATTACK_FAMILIES,
+    DAY,
+    LEGIT_FAMILIES,
+    Answer,
+    Driver,
+    Row,
+    Sent,
+    SimConfig,
+    SimResult,
+    Simulation,
+)
 
 
 class EngineDriver:
@@ -140,6 +151,38 @@ class LegitFigures:
 
 
 @dataclass(slots=True)
+class Friction:
+    """Real users' requests per family (``LEGIT_FAMILIES``) and the first reason of each refusal."""
+
+    families: dict[str, LegitFigures] = field(
+        default_factory=lambda: {f: LegitFigures() for f in LEGIT_FAMILIES}
+    )
+    reasons: dict[str, Counter[str]] = field(default_factory=lambda: {f: Counter() for f in LEGIT_FAMILIES})
+
+    def add(self, r: Row) -> None:
+        for g in r.groups:
+            self.families[g].add(r.action)
+            if r.action != "allow":
+                self.reasons[g][r.codes[0] if r.codes else r.action] += 1
+
+    def worst(self) -> tuple[str, float]:
+        got = [(f, x.challenged_rate) for f, x in self.families.items() if x.requests]
+        return max(got, key=lambda kv: kv[1], default=("-", 0.0))
+
+    def table(self, pct: Callable[[float], str]) -> list[str]:
+        """Markdown rows: family, requests, challenged, blocked, where the friction comes from."""
+        out = ["| real-user family | requests | challenged | blocked | first reasons of refusals |"]
+        out.append("| --- | --- | --- | --- | --- |")
+        for fam, x in self.families.items():
+            top = ", ".join(f"{k} {v}" for k, v in self.reasons[fam].most_common(4)) or "-"
+            out.append(
+                f"| {fam} | {x.requests} | {pct(x.challenged_rate)} ({x.challenged}) "
+                f"| {pct(x.blocked_rate)} ({x.blocked}) | {top} |"
+            )
+        return out
+
+
+@dataclass(slots=True)
 class Figures:
     name: str
     families: dict[str, FamilyFigures] = field(default_factory=dict)
@@ -151,6 +194,7 @@ class Figures:
     outage: LegitFigures = field(default_factory=LegitFigures)
     newbie_legit: LegitFigures = field(default_factory=LegitFigures)
     newbie_attack: FamilyFigures = field(default_factory=FamilyFigures)
+    friction: Friction = field(default_factory=Friction)
     sessions: int = 0
     lost: int = 0
     latencies: list[int] = field(default_factory=list)
@@ -182,6 +226,7 @@ def add_result(fig: Figures, res: SimResult) -> Figures:
             target = fig.collateral if r.who == "collateral" else fig.legit
             target.add(r.action)
             if r.who == "legit":
+                fig.friction.add(r)
                 fig.by_country.setdefault(r.country, LegitFigures()).add(r.action)
                 if r.tenant == "newbie":
                     fig.newbie_legit.add(r.action)
@@ -331,6 +376,10 @@ def report(figs: list[Figures], seeds: Sequence[int], model_version: str) -> str
         lambda g: f"{_pct(g.newbie_attack.blocked_cost)} / {_pct(g.newbie_legit.blocked_rate)}",
     )
     row("typos refused (400 invalid_number)", lambda g: f"{g.typos.blocked} of {g.typos.requests}")
+    out("")
+    out(f"## Friction per real-user family ({figs[0].name}; a request may be in several)")
+    out("")
+    lines += figs[0].friction.table(_pct)
     out("")
     out("## Decision latency in process (memory backend, whole check, GC settled as in a serving gateway)")
     out("")

@@ -50,9 +50,10 @@ NUMBER_FIELDS = (K.NUM_SENT, K.NUM_VERIFIED, K.NUM_HISTORY)
 DEVICE_FIELDS = (K.DEV_REQUESTS, K.DEV_HISTORY)
 IP_FIELDS = (K.IP_SHORT, K.IP_DAY, K.IP_VERIFIED)
 TENANT_FIELDS = (K.LONG_SENT, K.LONG_VERIFIED, K.REQUESTS)
+RESEND_FIELDS = (K.RESEND_SENT,)
 
 # Record layouts (schema ids index FraudSettings-derived τ tables, see schema_taus).
-RANGE, NUMBER, DEVICE, IP, TENANT = 0, 1, 2, 3, 4
+RANGE, NUMBER, DEVICE, IP, TENANT, RESEND = 0, 1, 2, 3, 4, 5
 
 
 def range_fields(settings: FraudSettings) -> tuple[str, ...]:
@@ -60,7 +61,7 @@ def range_fields(settings: FraudSettings) -> tuple[str, ...]:
 
 
 def schema_fields(settings: FraudSettings) -> tuple[tuple[str, ...], ...]:
-    return (range_fields(settings), NUMBER_FIELDS, DEVICE_FIELDS, IP_FIELDS, TENANT_FIELDS)
+    return (range_fields(settings), NUMBER_FIELDS, DEVICE_FIELDS, IP_FIELDS, TENANT_FIELDS, RESEND_FIELDS)
 
 
 def field_taus(settings: FraudSettings) -> dict[str, float]:
@@ -86,6 +87,7 @@ def field_taus(settings: FraudSettings) -> dict[str, float]:
         K.IP_SHORT: short,
         K.IP_DAY: settings.number_tau,
         K.IP_VERIFIED: settings.number_tau,
+        K.RESEND_SENT: settings.resend_tau,
     }
     mixture = settings.delay_mixture
     for name, (_, theta) in zip(K.pending_fields(len(mixture)), mixture, strict=True):
@@ -105,6 +107,7 @@ class RangeView:
         "c_deficit",
         "c_ratio",
         "ch_fail",
+        "ch_open",
         "ch_passed",
         "challenged",
         "deficit",
@@ -125,7 +128,7 @@ class RangeView:
     )
 
     def __init__(self, row: Sequence[float], settings: FraudSettings, p_ref: float = 0.0) -> None:
-        n, x, v, f, q, lsent, lver, h, j, _k, e, u = row[:12]
+        n, x, v, f, q, lsent, lver, h, j, k, e, u = row[:12]
         pend = 0.0
         i = 12
         for c, _ in settings.delay_mixture:
@@ -155,6 +158,7 @@ class RangeView:
         self.c_ratio = (u + m) / (c_expected + m)
         self.c_deficit = (c_expected - u) / sqrt(c_expected + 1.0)
         self.ch_passed = j
+        self.ch_open = k - u  # codes sent after passed challenges, not verified (yet)
         self.ch_fail = math.log((h + 1.0) / (j + 1.0))
         self.fail_share = f / (n + 1.0)
         # Over the long window (a day), against the tenant's own verify rate ``p_ref``: catches

@@ -48,7 +48,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from antifraud.decision import FraudRequest
-from antifraud.evaluate import FamilyFigures, LegitFigures, percentile, stop_index
+from antifraud.evaluate import FamilyFigures, Friction, LegitFigures, percentile, stop_index
 from antifraud.simulate import (
     ATTACK_FAMILIES,
     DECISIONS,
@@ -466,6 +466,7 @@ class HttpFigures:
     lost: int
     outage: LegitFigures = field(default_factory=LegitFigures)  # real users there, from its start on
     baselines: dict[str, str] = field(default_factory=dict)  # campaign → probe answer before it began
+    friction: Friction = field(default_factory=Friction)  # per real-user family
 
 
 def figures(res: SimResult) -> HttpFigures:
@@ -476,10 +477,13 @@ def figures(res: SimResult) -> HttpFigures:
     reasons: dict[str, Counter[str]] = {"legit": Counter(), "attack": Counter()}
     by_campaign: dict[str, list[Row]] = {}
     sent_legit = 0
+    friction = Friction()
     for r in res.rows:
         if r.action == "error":
             errors[r.codes[0] if r.codes else "error"] += 1
             continue
+        if r.who == "legit":
+            friction.add(r)
         if r.action != "allow" and r.codes and r.who != "typo":
             reasons["legit" if r.who in ("legit", "collateral") else "attack"][r.codes[0]] += 1
         if r.who in ("legit", "collateral"):
@@ -508,7 +512,17 @@ def figures(res: SimResult) -> HttpFigures:
             p.t - camp.end if p.action == "released" else float("inf")
         )
     return HttpFigures(
-        fams, legit, passed, errors, reasons, sent_legit, res.sessions, res.sessions_lost, outage, baselines
+        fams,
+        legit,
+        passed,
+        errors,
+        reasons,
+        sent_legit,
+        res.sessions,
+        res.sessions_lost,
+        outage,
+        baselines,
+        friction,
     )
 
 
@@ -579,6 +593,15 @@ def summary(run: HttpRun) -> dict[str, Any]:
             "sent": fig.sent_legit,
             "sessions": fig.sessions,
             "sessions_lost": fig.lost,
+        },
+        "legit_families": {
+            fam: {
+                "requests": x.requests,
+                "challenged": x.challenged,
+                "blocked": x.blocked,
+                "first_reasons": dict(fig.friction.reasons[fam]),
+            }
+            for fam, x in fig.friction.families.items()
         },
         "errors": dict(fig.errors),
         "first_reasons": {k: dict(v) for k, v in fig.reasons.items()},
@@ -713,6 +736,10 @@ def report_http(run: HttpRun) -> str:
         top = fig.reasons[who].most_common(6)
         if top:
             out(f"- first reasons given to {label}: " + ", ".join(f"{k} {n}" for k, n in top))
+    out("")
+    out("Per real-user family (every tenant here is brand new, so every request is also `new_tenant`):")
+    out("")
+    lines.extend(fig.friction.table(_pct))
     out("")
     out("## Decision latency as seen over HTTP (whole POST /v1/otp, client side, loopback)")
     out("")

@@ -14,6 +14,7 @@ key                       what                                           lives
 ``r:*:p3:<prefix>``       a 1k block                                      4 × fill-back τ
 ``n:<t>:<hash>``          one number for one tenant                       14 days
 ``d:<t>:<hash>``          one device for one tenant                       14 days
+``rs:<t>:<hash>:<hash>``  one session (or device) asking for one number   2 × resend τ
 ``ip:<hash>``             one client IP, across tenants                   2 days
 ``ipc:<hash>``            last destination countries of an IP (list)      1 day
 ``sw:<hash of p4>``       last numbers requested in a 10k block (list)    2 × sweep window
@@ -55,6 +56,7 @@ DEV_HISTORY = "dh"  # its verifications                       τ history
 IP_SHORT = "iq"  # requests from the IP                       τ short
 IP_DAY = "id"  # requests from the IP                         τ number
 IP_VERIFIED = "iv"  # verifications of codes it asked for     τ number
+RESEND_SENT = "rs"  # codes sent to a number for one session   τ resend (an OTP's lifetime)
 
 
 def pending_fields(n: int) -> tuple[str, ...]:
@@ -90,6 +92,10 @@ class Keyring:
 
     def device(self, tenant: str, device_hash: str) -> str:
         return f"{self.prefix}d:{tenant}:{device_hash}"
+
+    def resend(self, tenant: str, who_hash: str, number_hash: str) -> str:
+        """Codes sent to one number at the request of one session (or device): a resend marker."""
+        return f"{self.prefix}rs:{tenant}:{who_hash}:{number_hash}"
 
     def ip(self, ip_hash: str) -> str:
         return f"{self.prefix}ip:{ip_hash}"

@@ -113,6 +113,11 @@ class FraudSettings:
     long_tau: float = 86400.0  # baselines (usual volume, tenant fill-back)
     number_tau: float = 86400.0  # sends per number
     history_tau: float = 30 * 86400.0  # "this number / device verified before"
+    # A resend: a code was sent to this number for the same session (or device) within about an OTP's
+    # lifetime (decayed count ≥ resend_min, τ resend_tau). It is the retry of a user whose SMS was late
+    # or lost, so range rules and the model do not refuse it; the number's own evidence and limits do.
+    resend_tau: float = 300.0
+    resend_min: float = 0.3
     # Verification delay law of real users as a mixture of exponentials: survival
     # S(a) ≈ Σ c·exp(-a/θ). Fitted to log-normal(median 25 s, σ 0.8) + 2 % after 5 min, max error 0.011.
     delay_mixture: tuple[tuple[float, float], ...] = (
@@ -132,6 +137,11 @@ class FraudSettings:
     sweep_distinct: int = 5  # distinct numbers of one 10k block in the window that make a sweep
     sweep_list: int = 16  # neighbours remembered per 10k block
     farm_passes: float = 5.0  # passed challenges in a range under attack that betray a CAPTCHA farm
+    # Codes sent after passed challenges that go unverified, in a range a rule flags right now (a farm
+    # that passes every challenge): missing verifications in σ, and verified / expected at or below.
+    farm_deficit: float = 2.0
+    farm_ratio: float = 0.5
+    farm_open: float = 4.5  # such codes not verified (yet) in a 10k/100k block a rule flags: 5 (decayed)
     farm_country_verified: float = 20.0  # verifications a day above which a country has real users
     unverified_repeat_challenge: float = 3.0  # sends to one number in a day, none verified
     unverified_repeat_block: float = 6.0

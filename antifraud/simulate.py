@@ -28,7 +28,11 @@ Legitimate (L)                                     Attacks (A)
   L10 route outage: half the deliveries fail        A10 one range through many tenants
   L11 real users inside attacked ranges             A11 adaptive prober, new prefix after a refusal
   L12 tenant that never reports 30 % of verifies    A12 bursts timed around the code TTL
+  L13 lossy network: 30 % of a user's SMS vanish    A13 CAPTCHA farm: every 428 answered with a token
   cold start: a tenant with no history
+
+Real users' requests are also labelled by family (``LEGIT_FAMILIES``: plain, resend, CGNAT, surge,
+lossy network, new tenant), so the friction each family meets is reported apart.
 """
 
 from __future__ import annotations
@@ -57,10 +61,17 @@ HOUR = 3600.0
 EPOCH = 1_772_409_600.0  # 2026-03-02 00:00 UTC, a Monday
 OTP_TTL = 300.0
 DECISIONS = ("allow", "challenge", "block", "rate_limited")  # what a driver's probe may answer
-ATTACK_FAMILIES = ("A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8", "A9", "A10", "A11", "A12")
+ATTACK_FAMILIES = ("A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8", "A9", "A10", "A11", "A12", "A13")
 HIGH_COST = ("UZ", "KG", "TJ", "AZ", "LB", "LY", "IQ", "MM", "LK", "KZ")
 MID_COST = ("NG", "PK", "BD", "EG", "ID", "VN", "GH", "NP", "RU")
 CGNAT_COUNTRIES = ("ID", "NG", "PH", "IN", "PK", "BD")
+# Families of real users whose friction is reported apart (a request may belong to several; "plain"
+# is one that belongs to none of the others): a resend after a lost or late SMS, a user behind a
+# carrier-grade NAT address, the L9 surge (a launch day), a user on a lossy network (a share of their
+# SMS never arrive, without a failed receipt), a tenant without history (cold start).
+LEGIT_FAMILIES = ("plain", "resend", "cgnat", "surge", "lossy", "new_tenant")
+LOSSY_SHARE = 0.08  # of real users on a lossy network
+LOSSY_LOSS = 0.3  # of their SMS that never arrive
 
 
 # ---- the seam to whatever decides ----------------------------------------------------------------
@@ -338,6 +349,7 @@ class Row:
     latency_ns: int
     session: int
     codes: tuple[str, ...]
+    groups: tuple[str, ...] = ()  # a real user's families (LEGIT_FAMILIES) this request belongs to
 
 
 @dataclass(slots=True)
@@ -598,7 +610,15 @@ class Simulation:
         n = self._ipseq
         return f"{prefix}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 
-    def record(self, req: FraudRequest, who: str, campaign: str, ans: Answer, session: int) -> None:
+    def record(
+        self,
+        req: FraudRequest,
+        who: str,
+        campaign: str,
+        ans: Answer,
+        session: int,
+        groups: tuple[str, ...] = (),
+    ) -> None:
         self.result.rows.append(
             Row(
                 req.now,
@@ -613,6 +633,7 @@ class Simulation:
                 ans.latency_ns,
                 session,
                 ans.codes,
+                groups,
             )
         )
         if self.collect_features and ans.features is not None:
@@ -683,7 +704,8 @@ class Simulation:
                 ip = f"100.64.{CGNAT_COUNTRIES.index(cc)}.{h % 5}"
             else:
                 ip = f"100.{(h >> 8) & 255}.{(h >> 16) & 255}.{h & 255}"
-            user = _User(ten, cc, e164, ip, device, session, kind)
+            lossy = (h >> 20) % 1000 < LOSSY_SHARE * 1000
+            user = _User(ten, cc, e164, ip, device, session, kind, lossy)
             await self._attempt(user, self._now, attempt=1, challenged=False)
 
         return start
@@ -700,12 +722,29 @@ class Simulation:
         good = self.pool.legit_number(cc, rng)
         return good[:-1] if rng.random() < 0.5 else good + str(rng.randrange(10))
 
+    def _groups(self, u: _User, t: float) -> tuple[str, ...]:
+        g: list[str] = []
+        if u.resend:
+            g.append("resend")
+        if u.ip.startswith("100.64."):
+            g.append("cgnat")
+        surge = self._surge.get((u.tenant.id, u.cc))
+        if surge is not None and surge[0] <= t < surge[1]:
+            g.append("surge")
+        if u.lossy:
+            g.append("lossy")
+        if u.tenant.start < 0 or self.window is not None:  # a window's tenants are all brand new
+            g.append("new_tenant")
+        return tuple(g) or ("plain",)
+
     async def _attempt(self, u: _User, t: float, attempt: int, challenged: bool) -> None:
         rng = self.rng
-        req = FraudRequest(u.tenant.id, u.e164, u.cc, u.ip, u.device, None, challenged, t)
+        session = f"s-{self.cfg.seed}-{u.session}"  # the app's or web page's session, kept on a resend
+        req = FraudRequest(u.tenant.id, u.e164, u.cc, u.ip, u.device, session, challenged, t)
         ans = await self.driver.request(req)
-        self.record(req, u.who, "", ans, u.session)
+        self.record(req, u.who, "", ans, u.session, self._groups(u, t))
         if ans.action == "allow" and ans.sent is not None:
+            u.resend = True  # what this session asks for from now on is a resend
             self._deliver(u, ans.sent, t, attempt)
             return
         if ans.action == "challenge" and not challenged:
@@ -741,6 +780,10 @@ class Simulation:
             self.at(t + rng.uniform(2.0, 20.0), self._failed(sent))
             if attempt < 3 and rng.random() < 0.6:
                 self.at(t + rng.uniform(30.0, 60.0), self._retry(u, attempt + 1, sent.challenged))
+            return
+        if u.lossy and rng.random() < LOSSY_LOSS:  # never arrives, and no receipt says so
+            if attempt < 3 and rng.random() < 0.8:
+                self.at(t + rng.uniform(30.0, 90.0), self._retry(u, attempt + 1, sent.challenged))
             return
         if rng.random() < self.verify_prob(u.cc):
             late = rng.random() < 0.02
@@ -850,6 +893,8 @@ class _User:
     device: str | None
     session: int
     who: str
+    lossy: bool = False  # on a lossy network (LOSSY_SHARE of users)
+    resend: bool = False  # a code was sent in this session: what it asks for now is a resend
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
@@ -1036,6 +1081,17 @@ class _Attacker:
             self.max_requests = int(1500 * scale)
             ips = [self.sim.new_ip("198") for _ in range(200)]
             self.ip = lambda: rng.choice(ips)
+        elif fam == "A13":  # pays a solving service: every challenge is passed, no code is verified
+            blocks = sim.pool.attack_blocks(cc, rng.randint(1, 10), rng)
+            target = blocks[0]
+            self.numbers = lambda: (cc, rng.choice(blocks) + f"{rng.randrange(10_000):04d}")
+            self.rate = rng.uniform(0.5, 3.0)
+            self.farm = 1.0
+            self.max_requests = int(rng.randint(1000, 3000) * scale)
+            ips = [self.sim.new_ip("198") for _ in range(rng.randint(20, 200))]
+            self.ip = lambda: rng.choice(ips)
+            self.device = lambda: f"farm-{rng.getrandbits(40):x}"
+            self.stop_at = self.start + 4 * HOUR
         elif fam == "A12":
             blocks = sim.pool.attack_blocks(cc, rng.randint(2, 6), rng)
             target = blocks[0]

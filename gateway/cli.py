@@ -448,7 +448,7 @@ def parser() -> argparse.ArgumentParser:
     sm.add_argument("--seed", type=int, default=101)
     sm.add_argument("--tenants", type=int, default=3, help="simulated tenants (each created for real)")
     sm.add_argument("--legit-rate", type=float, default=5.0, help="real users' requests per second")
-    sm.add_argument("--families", help="attack families, e.g. A1,A2,A9 (default: all twelve)")
+    sm.add_argument("--families", help="attack families, e.g. A1,A2,A9 (default: all thirteen)")
     sm.add_argument(
         "--exclude-countries",
         help="destinations real users skip (default: where unregistered OTP templates are refused)",

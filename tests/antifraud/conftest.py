@@ -49,11 +49,12 @@ class Rig:
         country: str = "",
         ip: str | None = "100.1.2.3",
         device: str | None = None,
+        session: str | None = None,
         passed: bool = False,
         at: float | None = None,
     ) -> FraudRequest:
         return FraudRequest(
-            tenant, e164, country, ip, device, None, passed, self.clock.now if at is None else at
+            tenant, e164, country, ip, device, session, passed, self.clock.now if at is None else at
         )
 
     async def send(self, e164: str, **kw: object) -> str:

@@ -166,6 +166,46 @@ async def test_a_captcha_farm_in_an_attacked_block_is_blocked(make_rig) -> None:
     assert "challenge_farm" in seen and seen[-1] == "challenge_farm"
 
 
+async def test_a_farm_that_passes_every_challenge_is_blocked_within_a_few_codes(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    actions = []
+    for i in range(40):  # a sweep; a solving service answers every 428 with a valid token
+        rig.clock.now += 1
+        d = await rig.engine.evaluate(rig.req(BLOCK.format(i), device=f"farm-{i}"))
+        if d.action == "challenge":
+            d = await rig.engine.evaluate(rig.req(BLOCK.format(i), device=f"farm-{i}", passed=True))
+        actions.append(d.reasons[0].code if d.reasons else d.action)
+    assert actions.count("allow") <= 5 + 5, actions  # before the sweep shows, then a few passed ones
+    assert actions[-1] == "challenge_not_verifying" and actions.count("challenge_not_verifying") >= 25
+
+
+async def test_a_resend_from_the_same_session_is_delivery_evidence_not_pumping(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    for i in range(6):  # the block is swept: a new number there is challenged
+        rig.clock.now += 3
+        await rig.send(BLOCK.format(i))
+    user = BLOCK.format(900)
+    rig.clock.now += 3
+    first = await rig.engine.evaluate(rig.req(user, session="s-1", passed=True))
+    assert first.action == "allow" and first.challenged
+    rig.clock.now += 45  # the SMS did not come; the user asks again from the same page
+    assert await rig.send(user, session="s-2") == "challenge", "another session is not this user's resend"
+    assert await rig.send(user, session="s-1") == "allow"
+    rig.clock.now += 3600  # long after the code's lifetime it is a new request again
+    for i in range(6):
+        rig.clock.now += 3
+        await rig.send(BLOCK.format(10 + i))
+    assert await rig.send(user, session="s-1") == "challenge"
+    # one-number pumping through "resends" still meets the number's own evidence
+    victim = "+4917612345678"
+    actions = []
+    for _ in range(5):
+        rig.clock.now += 60
+        d = await rig.engine.evaluate(rig.req(victim, session="bomb"))
+        actions.append(d.reasons[0].code if d.reasons else d.action)
+    assert actions[:3] == ["allow"] * 3 and actions[-1] == "number_unverified_repeat", actions
+
+
 async def test_codes_sent_after_passed_challenges_must_get_verified(make_rig) -> None:  # type: ignore[no-untyped-def]
     rig: Rig = make_rig(policy=ANY)
     outcome = []

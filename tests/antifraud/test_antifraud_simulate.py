@@ -10,7 +10,16 @@ import pytest
 from antifraud.baselines import CountryHourlyCap, PrefixConversionBlock, VolumeOverBaseline
 from antifraud.decision import FraudRequest
 from antifraud.evaluate import Figures, add_result, report, stop_index
-from antifraud.simulate import ATTACK_FAMILIES, DAY, Answer, Sent, SimConfig, SimResult, Simulation
+from antifraud.simulate import (
+    ATTACK_FAMILIES,
+    DAY,
+    LEGIT_FAMILIES,
+    Answer,
+    Sent,
+    SimConfig,
+    SimResult,
+    Simulation,
+)
 from tests.antifraud.conftest import T0
 
 
@@ -75,6 +84,12 @@ async def test_every_family_and_the_legitimate_cases_are_there() -> None:
     assert drv.failed > 0  # landlines, the outage
     # the L12 tenant never reports some verifications; the cold-start tenant starts on the attack day
     assert min(r.t for r in legit if r.tenant == "newbie") >= res.config.start + DAY
+    # every real-user family is played, and each request is labelled with the families it is in
+    groups = Counter(g for r in legit for g in r.groups)
+    assert set(groups) == set(LEGIT_FAMILIES), groups
+    assert all(r.groups for r in legit) and not any("plain" in r.groups and len(r.groups) > 1 for r in legit)
+    resends = [r for r in legit if "resend" in r.groups]
+    assert all(r.session for r in resends) and len({r.session for r in resends}) > 10
 
 
 async def test_attackers_move_on_and_real_users_retry() -> None:
@@ -106,6 +121,8 @@ async def test_the_report_puts_detectors_side_by_side() -> None:
     assert "| A1 |" in text and "| A3 |" in text and "| all |" in text
     assert "smsgw: refused count / cost" in text and "other: stop / release" in text
     assert "L10 route outage" in text and "typos refused" in text
+    for fam in LEGIT_FAMILIES:
+        assert f"| {fam} | " in text
 
 
 def req(e164: str, t: float, tenant: str = "t", country: str = "UZ") -> FraudRequest:

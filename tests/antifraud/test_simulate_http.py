@@ -176,7 +176,7 @@ async def test_a_window_starts_at_origin_with_per_second_rates_and_every_family(
 
 def test_a_window_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="unknown attack families"):
-        WindowConfig(seed=1, families=("A13",))
+        WindowConfig(seed=1, families=("A14",))
     with pytest.raises(ValueError):
         WindowConfig(seed=1, seconds=0)
     with pytest.raises(ValueError):
