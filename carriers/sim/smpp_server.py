@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from carriers.encoding import ConcatInfo, decode_payload, parse_concat_udh
 from carriers.smpp.codec import Framer, FramingError, encode
@@ -204,7 +205,8 @@ class _SmscConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         self.sim.connections.add(self)
 

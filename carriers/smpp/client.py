@@ -24,7 +24,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
 from carriers.base import (
     DeliveryReceipt,
@@ -79,7 +79,8 @@ class _Connection(asyncio.Protocol):
         self.link = link
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        transport = cast(asyncio.Transport, transport)
         self.link.connected(transport)
 
     def data_received(self, data: bytes) -> None:
