@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import secrets
@@ -52,6 +53,17 @@ def is_pg_url(url: str) -> bool:
 def region_schema(region: str) -> str:
     """The schema holding a residency region's store."""
     return f"{CONTROL_SCHEMA}_{region}"
+
+
+@functools.lru_cache(maxsize=512)
+def numbered(sql: str) -> str:
+    """A statement written with ``?`` placeholders (``gateway/store/shared.py``, the queries both
+    engines share) in PostgreSQL's ``$1, $2, …``; one with none comes back as it is. None of this
+    engine's SQL uses the ``?`` jsonb operator, and none of the shared SQL has a ``?`` in a literal."""
+    if "?" not in sql:
+        return sql
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
 
 
 class PgUnavailable(Exception):
@@ -353,6 +365,7 @@ class PgEngine:
         together with others of the same statements."""
         if self.writer is None:
             raise RuntimeError("store is not open")
+        statements = [(numbered(sql), params) for sql, params in statements]
         res = await self.writer.run(statements, fetch, blind)
         return res.rowcount, res.rows
 
@@ -364,13 +377,13 @@ class PgEngine:
     async def _read_one(self, sql: str, params: tuple[Any, ...]) -> asyncpg.Record | None:
         assert self._pool is not None, "store is not open"
         with reachable():
-            row: asyncpg.Record | None = await self._pool.fetchrow(sql, *params)
+            row: asyncpg.Record | None = await self._pool.fetchrow(numbered(sql), *params)
         return row
 
     async def _read_all(self, sql: str, params: tuple[Any, ...]) -> list[asyncpg.Record]:
         assert self._pool is not None, "store is not open"
         with reachable():
-            return list(await self._pool.fetch(sql, *params))
+            return list(await self._pool.fetch(numbered(sql), *params))
 
     # ----------------------------------------------------------------- key rotation
     async def refresh_keyring(self) -> bool:

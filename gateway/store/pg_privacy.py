@@ -67,38 +67,6 @@ class PgPrivacyMixin(PgEngine):
         return [AuditRecord(*tuple(r)) for r in rows]
 
     # ------------------------------------------------------------------ data-subject requests
-    async def record_privacy_request(
-        self,
-        *,
-        request_id: str,
-        tenant_id: str,
-        kind: str,
-        subject_hmac: bytes,
-        subject_masked: str,
-        received_at: float,
-        due_at: float,
-        completed_at: float | None,
-        result: str | None,
-    ) -> None:
-        await self._write(
-            [
-                (
-                    "INSERT INTO privacy_requests(id, tenant_id, kind, subject_hmac, subject_masked, "
-                    "received_at, due_at, completed_at, result) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    (
-                        request_id,
-                        tenant_id,
-                        kind,
-                        subject_hmac,
-                        subject_masked,
-                        received_at,
-                        due_at,
-                        completed_at,
-                        result,
-                    ),
-                )
-            ]
-        )
 
     async def privacy_requests(self, tenant_id: str) -> list[dict[str, Any]]:
         rows = await self._read_all(
@@ -176,24 +144,6 @@ class PgPrivacyMixin(PgEngine):
                 )
             ]
         )
-
-    async def consent_status(self, tenant_id: str, phone_hmac: bytes) -> str | None:
-        row = await self._read_one(
-            "SELECT status FROM consent WHERE tenant_id = $1 AND phone_hmac = $2", (tenant_id, phone_hmac)
-        )
-        return None if row is None else str(row[0])
-
-    async def tenants_messaging(self, phone_hmac: bytes, sender: str | None) -> list[str]:
-        if sender:
-            rows = await self._read_all(
-                "SELECT DISTINCT tenant_id FROM messages WHERE phone_hmac = $1 AND sender = $2",
-                (phone_hmac, sender),
-            )
-        else:
-            rows = await self._read_all(
-                "SELECT DISTINCT tenant_id FROM messages WHERE phone_hmac = $1", (phone_hmac,)
-            )
-        return [str(r[0]) for r in rows]
 
     # ------------------------------------------------------------------ events and copies
     async def insert_event(

@@ -30,10 +30,6 @@ class PgWebhooksMixin(PgEngine):
             return None
         return Webhook(tenant_id, row[0], self.keyring.open(bytes(row[1]), SECRET_COLUMN), float(row[2]))
 
-    async def delete_webhook(self, tenant_id: str) -> bool:
-        n, _ = await self._write([("DELETE FROM tenant_webhooks WHERE tenant_id = $1", (tenant_id,))])
-        return n == 1
-
     # ------------------------------------------------------------------ outbox
     async def outbox_add(
         self, events: Sequence[OutboxEvent], *, worker: str | None, lease_until: float, now: float
@@ -69,20 +65,6 @@ class PgWebhooksMixin(PgEngine):
         )
         events = [OutboxEvent(str(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in rows]
         return sorted(events, key=lambda e: e.due)
-
-    async def outbox_retry(
-        self, event_id: str, *, attempt: int, due: float, worker: str, lease_until: float
-    ) -> bool:
-        n, _ = await self._write(
-            [
-                (
-                    "UPDATE webhook_outbox SET attempt = $1, due = $2, claimed_until = $3 "
-                    "WHERE event_id = $4 AND claimed_by = $5",
-                    (attempt, due, lease_until, event_id, worker),
-                )
-            ]
-        )
-        return n == 1
 
     async def outbox_done(self, event_ids: Sequence[str]) -> None:
         if event_ids:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.store.records import MessageRecord, OtpRecord, Principal, Tenant
+from gateway.store.records import MessageRecord, OtpRecord
 from gateway.store.sqlite import SqliteEngine
 from gateway.store.tables import MSG_COLS, OTP_COLS, message_from
 from gateway.store.writer import Statement
@@ -17,19 +17,6 @@ def insert_stmt(table: str, cols: list[str], obj: Any) -> Statement:
 
 class MessagesMixin(SqliteEngine):
     # ----------------------------------------------------------------- tenants
-    async def create_tenant(self, tenant: Tenant, key_hash: bytes, scopes: frozenset[str]) -> None:
-        await self._write(
-            [
-                (
-                    "INSERT INTO tenants(id, name, countries, created_at) VALUES (?, ?, ?, ?)",
-                    (tenant.id, tenant.name, ",".join(sorted(tenant.countries)), tenant.created_at),
-                ),
-                (
-                    "INSERT INTO api_keys(key_hash, tenant_id, scopes, created_at) VALUES (?, ?, ?, ?)",
-                    (key_hash, tenant.id, ",".join(sorted(scopes)), tenant.created_at),
-                ),
-            ]
-        )
 
     async def add_api_key(self, tenant_id: str, key_hash: bytes, scopes: frozenset[str], now: float) -> bool:
         """Another key for an existing tenant; False when there is no such tenant."""
@@ -46,28 +33,9 @@ class MessagesMixin(SqliteEngine):
         )
         return True
 
-    async def principal_for_key(self, key_hash: bytes) -> Principal | None:
-        row = await self._read_one(
-            "SELECT t.id, t.name, t.countries, t.created_at, k.scopes FROM api_keys k "
-            "JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = ? AND k.revoked_at IS NULL",
-            (key_hash,),
-        )
-        if row is None:
-            return None
-        tenant = Tenant(row[0], row[1], frozenset(c for c in row[2].split(",") if c), row[3])
-        return Principal(tenant, frozenset(s for s in row[4].split(",") if s))
-
     # ----------------------------------------------------------------- OTPs
     async def insert_otp(self, otp: OtpRecord, message: MessageRecord) -> None:
         await self._write([insert_stmt("otps", OTP_COLS, otp), insert_stmt("messages", MSG_COLS, message)])
-
-    async def get_otp(self, tenant_id: str, otp_id: str) -> OtpRecord | None:
-        row = await self._read_one(
-            f"SELECT {', '.join('o.' + c for c in OTP_COLS)}, m.route FROM otps o "
-            "LEFT JOIN messages m ON m.id = o.message_id WHERE o.id = ? AND o.tenant_id = ?",
-            (otp_id, tenant_id),
-        )
-        return OtpRecord(*row) if row is not None else None
 
     async def finish_otp(self, otp_id: str, status: str, now: float) -> bool:
         n, _ = await self._write(
@@ -118,79 +86,6 @@ class MessagesMixin(SqliteEngine):
         )
         return [r[0] for r in rows]
 
-    async def mark_submitted(
-        self,
-        message_id: str,
-        *,
-        route: str,
-        route_reason: str,
-        carrier: str,
-        carrier_message_id: str,
-        segments: int,
-        now: float,
-        worker: str,
-    ) -> bool:
-        # an OTP's sealed code is wiped the moment a carrier holds the message
-        n, _ = await self._write(
-            [
-                (
-                    "UPDATE messages SET status = 'submitted', route = ?, route_reason = ?, carrier = ?, "
-                    "carrier_message_id = ?, segments = ?, updated_at = ?, "
-                    "claimed_by = NULL, claimed_until = NULL, "
-                    "payload_enc = CASE WHEN kind = 'otp' THEN NULL ELSE payload_enc END "
-                    "WHERE id = ? AND status = 'sending' AND claimed_by = ?",
-                    (route, route_reason, carrier, carrier_message_id, segments, now, message_id, worker),
-                )
-            ]
-        )
-        return n == 1
-
-    async def mark_retry(
-        self,
-        message_id: str,
-        *,
-        not_before: float,
-        tried_routes: str,
-        error_code: str,
-        error_reason: str,
-        now: float,
-        worker: str,
-    ) -> bool:
-        n, _ = await self._write(
-            [
-                (
-                    "UPDATE messages SET status = 'queued', not_before = ?, tried_routes = ?, "
-                    "error_code = ?, error_reason = ?, updated_at = ?, claimed_by = NULL, "
-                    "claimed_until = NULL WHERE id = ? AND status = 'sending' AND claimed_by = ?",
-                    (not_before, tried_routes, error_code, error_reason, now, message_id, worker),
-                )
-            ]
-        )
-        return n == 1
-
-    async def mark_final(
-        self,
-        message_id: str,
-        *,
-        status: str,
-        error_code: str | None,
-        error_reason: str | None,
-        now: float,
-        route: str | None = None,
-        route_reason: str | None = None,
-    ) -> None:
-        await self._write(
-            [
-                (
-                    "UPDATE messages SET status = ?, error_code = ?, error_reason = ?, updated_at = ?, "
-                    "route = COALESCE(?, route), route_reason = COALESCE(?, route_reason), "
-                    "claimed_by = NULL, claimed_until = NULL, payload_enc = CASE WHEN kind = 'otp' THEN NULL "
-                    "ELSE payload_enc END WHERE id = ?",
-                    (status, error_code, error_reason, now, route, route_reason, message_id),
-                )
-            ]
-        )
-
     async def apply_receipt(
         self, carrier: str, carrier_message_id: str, status: str, error_code: str | None, now: float
     ) -> MessageRecord | None:
@@ -206,7 +101,3 @@ class MessagesMixin(SqliteEngine):
             fetch=True,
         )
         return message_from(rows[0]) if rows else None
-
-    async def count_by_status(self) -> dict[str, int]:
-        rows = await self._read_all("SELECT status, COUNT(*) FROM messages GROUP BY status", ())
-        return {r[0]: int(r[1]) for r in rows}

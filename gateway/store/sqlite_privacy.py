@@ -56,38 +56,6 @@ class PrivacyMixin(SqliteEngine):
         return [AuditRecord(*tuple(r)) for r in rows]
 
     # ------------------------------------------------------------------ data-subject requests
-    async def record_privacy_request(
-        self,
-        *,
-        request_id: str,
-        tenant_id: str,
-        kind: str,
-        subject_hmac: bytes,
-        subject_masked: str,
-        received_at: float,
-        due_at: float,
-        completed_at: float | None,
-        result: str | None,
-    ) -> None:
-        await self._write(
-            [
-                (
-                    "INSERT INTO privacy_requests(id, tenant_id, kind, subject_hmac, subject_masked, "
-                    "received_at, due_at, completed_at, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        request_id,
-                        tenant_id,
-                        kind,
-                        subject_hmac,
-                        subject_masked,
-                        received_at,
-                        due_at,
-                        completed_at,
-                        result,
-                    ),
-                )
-            ]
-        )
 
     async def privacy_requests(self, tenant_id: str) -> list[dict[str, Any]]:
         rows = await self._read_all(
@@ -189,24 +157,6 @@ class PrivacyMixin(SqliteEngine):
                 )
             ]
         )
-
-    async def consent_status(self, tenant_id: str, phone_hmac: bytes) -> str | None:
-        row = await self._read_one(
-            "SELECT status FROM consent WHERE tenant_id = ? AND phone_hmac = ?", (tenant_id, phone_hmac)
-        )
-        return None if row is None else str(row[0])
-
-    async def tenants_messaging(self, phone_hmac: bytes, sender: str | None) -> list[str]:
-        if sender:
-            rows = await self._read_all(
-                "SELECT DISTINCT tenant_id FROM messages WHERE phone_hmac = ? AND sender = ?",
-                (phone_hmac, sender),
-            )
-        else:
-            rows = await self._read_all(
-                "SELECT DISTINCT tenant_id FROM messages WHERE phone_hmac = ?", (phone_hmac,)
-            )
-        return [str(r[0]) for r in rows]
 
     # ------------------------------------------------------------------ events and copies
     async def insert_event(

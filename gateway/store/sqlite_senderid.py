@@ -33,23 +33,6 @@ class SenderIdMixin(SqliteEngine):
         if not changed:  # the id is another tenant's: never overwrite it
             raise sqlite3.IntegrityError(f"registration {reg_id} belongs to another tenant")
 
-    async def get_registration(self, tenant_id: str, reg_id: str) -> dict[str, Any] | None:
-        row = await self._read_one(
-            "SELECT data FROM sender_registrations WHERE id = ? AND tenant_id = ?", (reg_id, tenant_id)
-        )
-        return None if row is None else dict(json.loads(row[0]))
-
-    async def list_registrations(self, tenant_id: str | None) -> list[dict[str, Any]]:
-        if tenant_id is None:
-            rows = await self._read_all("SELECT data FROM sender_registrations ORDER BY created_at", ())
-        else:
-            rows = await self._read_all(
-                "SELECT data FROM sender_registrations WHERE tenant_id = ? "
-                "ORDER BY created_at DESC LIMIT 1000",
-                (tenant_id,),
-            )
-        return [dict(json.loads(r[0])) for r in rows]
-
     async def add_document(
         self,
         *,
@@ -82,17 +65,6 @@ class SenderIdMixin(SqliteEngine):
             ]
         )
 
-    async def documents(self, tenant_id: str, registration_id: str) -> list[dict[str, Any]]:
-        rows = await self._read_all(
-            "SELECT id, code, filename, content_type, size, uploaded_at FROM sender_documents "
-            "WHERE tenant_id = ? AND registration_id = ? ORDER BY uploaded_at",
-            (tenant_id, registration_id),
-        )
-        return [
-            dict(zip(("id", "code", "filename", "content_type", "size", "uploaded_at"), r, strict=True))
-            for r in rows
-        ]
-
     async def put_brand(self, tenant_id: str, profile: dict[str, Any], now: float) -> None:
         await self._write(
             [
@@ -104,17 +76,6 @@ class SenderIdMixin(SqliteEngine):
                 )
             ]
         )
-
-    async def get_brand(self, tenant_id: str) -> dict[str, Any] | None:
-        row = await self._read_one("SELECT profile FROM brand_profiles WHERE tenant_id = ?", (tenant_id,))
-        return None if row is None else dict(json.loads(row[0]))
-
-    async def tenant_settings(self, tenant_id: str | None = None) -> dict[str, dict[str, Any]]:
-        if tenant_id is None:
-            rows = await self._read_all("SELECT id, settings FROM tenants", ())
-        else:
-            rows = await self._read_all("SELECT id, settings FROM tenants WHERE id = ?", (tenant_id,))
-        return {str(r[0]): dict(json.loads(r[1])) for r in rows}
 
     async def update_tenant_settings(self, tenant_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Read and write in the writer's one transaction (BEGIN IMMEDIATE holds SQLite's write lock),

@@ -34,10 +34,6 @@ class WebhooksMixin(SqliteEngine):
             return None
         return Webhook(tenant_id, row[0], self.keyring.open(row[1], SECRET_COLUMN), float(row[2]))
 
-    async def delete_webhook(self, tenant_id: str) -> bool:
-        n, _ = await self._write([("DELETE FROM tenant_webhooks WHERE tenant_id = ?", (tenant_id,))])
-        return n == 1
-
     # ------------------------------------------------------------------ outbox
     async def outbox_add(
         self, events: Sequence[OutboxEvent], *, worker: str | None, lease_until: float, now: float
@@ -72,20 +68,6 @@ class WebhooksMixin(SqliteEngine):
         )
         events = [OutboxEvent(str(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in rows]
         return sorted(events, key=lambda e: e.due)
-
-    async def outbox_retry(
-        self, event_id: str, *, attempt: int, due: float, worker: str, lease_until: float
-    ) -> bool:
-        n, _ = await self._write(
-            [
-                (
-                    "UPDATE webhook_outbox SET attempt = ?, due = ?, claimed_until = ? "
-                    "WHERE event_id = ? AND claimed_by = ?",
-                    (attempt, due, lease_until, event_id, worker),
-                )
-            ]
-        )
-        return n == 1
 
     async def outbox_done(self, event_ids: Sequence[str]) -> None:
         if event_ids:
