@@ -72,6 +72,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=None,
         shutdown_timeout=10.0,
         handle_signals=True,
+        keepalive_timeout=server.idle_timeout_seconds,
+        backlog=server.backlog,
+        # after an early answer (408, 413) the rest of a body is drained for at most this long, so a
+        # client that trickles bytes cannot hold the connection for aiohttp's default 10 s
+        lingering_time=1.0,
         reuse_port=args.reuse_port or None,
     )
     return 0

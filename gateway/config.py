@@ -53,6 +53,11 @@ class ServerSettings:
     public_url: str = ""  # how carriers reach us for receipts; default http://host:port
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
+    # a connection must finish a request's headers within this, and an idle keep-alive connection is
+    # closed after it (slowloris headers, thousands of idle sockets)
+    idle_timeout_seconds: float = 15.0
+    body_timeout_seconds: float = 10.0  # a JSON body not complete by then: 408 request_timeout
+    backlog: int = 1024  # listen queue: bursts of new connections wait here instead of being refused
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,9 @@ _ENV = {
 _CHECKS: dict[str, Any] = {
     "server.port": lambda v: 0 < v < 65536 or "must be a port number 1-65535",
     "server.max_body_bytes": lambda v: 1024 <= v <= 64 * 1024 * 1024 or "must be between 1024 and 67108864",
+    "server.idle_timeout_seconds": lambda v: 1 <= v <= 3600 or "must be between 1 and 3600 seconds",
+    "server.body_timeout_seconds": lambda v: 0.5 <= v <= 600 or "must be between 0.5 and 600 seconds",
+    "server.backlog": lambda v: 16 <= v <= 65535 or "must be between 16 and 65535",
     "server.log_level": lambda v: (
         v in ("debug", "info", "warning", "error") or "must be debug|info|warning|error"
     ),

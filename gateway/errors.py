@@ -29,6 +29,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "quiet_hours": (409, "Marketing is not allowed at this time in the destination's time zone."),
     "expired": (410, "The OTP has expired."),
     "payload_too_large": (413, "The request body is larger than allowed."),
+    "request_timeout": (408, "The request body did not arrive in time."),
     "unsupported_media_type": (415, "Send application/json."),
     "sender_not_registered": (422, "The sender ID is not approved for the destination country."),
     "sender_not_allowed": (

@@ -29,7 +29,12 @@ _HTTP_CODES = {
 def error_response(err: ApiError, rid: str) -> web.Response:
     resp = json_reply(err.body(), status=err.status, headers=err.headers)
     resp.headers["X-Request-Id"] = rid
+    if err.status in _CLOSE_AFTER:
+        resp.force_close()  # the rest of a stalled or oversized body is not read: the connection ends
     return resp
+
+
+_CLOSE_AFTER = frozenset({408, 413})
 
 
 @web.middleware

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
@@ -94,16 +95,44 @@ def decode(body: bytes, typ: type[T]) -> T:
 
 async def json_body(request: Any, allow_empty: bool = False) -> bytes:
     """The raw body of a JSON request, refused with 413 past ``server.max_body_bytes`` (uploads have their
-    own, larger limit)."""
+    own, larger limit) and with 408 when it has not all arrived within ``server.body_timeout_seconds``.
+
+    A body that came with the headers (the usual case) is taken as it is; one still arriving is read
+    chunk by chunk, so an oversized body sent without a Content-Length is refused at the limit instead
+    of being buffered whole."""
     from gateway.context import CTX
 
-    limit = request.app[CTX].settings.server.max_body_bytes
+    server = request.app[CTX].settings.server
+    limit = server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError("payload_too_large", f"Request bodies are limited to {limit} bytes.")
-    body: bytes = await request.read()
+    content = request.content
+    if content.is_eof():
+        body: bytes = await request.read()
+    else:
+        body = await read_within(content, limit, server.body_timeout_seconds)
     if len(body) > limit:
         raise ApiError("payload_too_large", f"Request bodies are limited to {limit} bytes.")
     return body
+
+
+async def read_within(content: Any, limit: int, seconds: float) -> bytes:
+    """Read a request body stream to its end: at most ``limit`` bytes (413 past it), within ``seconds``
+    seconds in all (408 ``request_timeout`` after it: a slow or stalled sender holds nothing longer)."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(seconds):
+            while chunk := await content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError("payload_too_large", f"Request bodies are limited to {limit} bytes.")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            "request_timeout", f"The request body did not arrive within {seconds:g} seconds."
+        ) from None
+    return b"".join(chunks)
 
 
 def json_schema(typ: type) -> dict[str, object]:
