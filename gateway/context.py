@@ -37,6 +37,7 @@ class Context:
     ready: bool = False
     exposition: CollectorRegistry | None = None  # what /metrics renders (all workers' under --workers)
     extras: dict[str, object] = field(default_factory=dict)
+    fillback_down: bool = False  # the last fill-back write failed (logged once until one succeeds)
 
     # typed accessors: valid once the app has started
     @property
@@ -70,8 +71,14 @@ class Context:
             else:
                 await self.fillback.record_verified(tenant, country, route, sent_at)
         except Exception:  # Redis down: the Prometheus counters still count
-            log.warning("fill-back store unavailable", exc_info=True)
+            if not self.fillback_down:  # once per outage, not once per message
+                log.warning("fill-back store unavailable; counting on without it", exc_info=True)
+            self.fillback_down = True
             self.instruments.state_backend_errors.labels("fillback").inc()
+            return
+        if self.fillback_down:
+            self.fillback_down = False
+            log.warning("fill-back store is back")
 
     @property
     def fraud(self) -> Fraud:

@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from gateway.state.base import (
     GateResult,
@@ -111,7 +111,11 @@ _FAIL_FAST: dict[str, object] = {"socket_timeout": 1.0, "socket_connect_timeout"
 
 
 def redis_client(url: str) -> aioredis.Redis:
-    """A client that fails fast: one quick retry, short timeouts (FallbackState takes over on failure)."""
+    """A client that fails fast: one quick retry, short timeouts (FallbackState takes over on failure).
+
+    The retry is the asyncio one (``redis.asyncio.retry.Retry``): the synchronous class is accepted
+    too but never retries an awaited command. It matters after a Redis restart, when every pooled
+    connection is dead: the retry reconnects, so the first command after the restart succeeds."""
     retry = Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1)
     return aioredis.Redis.from_url(url, retry=retry, **_FAIL_FAST)  # type: ignore[arg-type]
 
@@ -151,8 +155,8 @@ class FallbackState:
         up     a call fails (RedisError/OSError)  down   log ERROR once, on_change("down")
         down   call within hold_off               down   local (or StateUnavailable); Redis untouched
         down   first call after hold_off          down   that call alone probes Redis; the others stay
-                                                         local meanwhile (a hung Redis costs one timeout
-                                                         per hold-off, not one per request)
+                                                         local meanwhile (a hung Redis delays one call
+                                                         per hold-off by the client's timeouts, not all)
         down   the probe fails                    down   hold off again, no new log line
         down   the probe succeeds                 up     log WARNING once, on_change("up")
 

@@ -206,6 +206,20 @@ async def test_redis_killed_and_restarted_on_its_port_brings_the_fallback_back(
     assert sum("redis is back" in m for m in lines) == 1, lines
 
 
+async def test_pooled_connections_dead_after_a_restart_are_retried_not_raised() -> None:
+    """Every pooled connection dies with the server; the first command after the restart reconnects
+    (the client's one retry) instead of failing and sending the fallback back into an outage."""
+    port = free_port()
+    with redis_process(port=port) as (proc, _):
+        state = RedisState(redis_client(f"redis://127.0.0.1:{port}"))
+        await asyncio.gather(*(state.verify_attempt("otp", ttl=60) for _ in range(4)))  # 4 connections
+        proc.kill()
+        proc.wait(10)
+    with redis_process(port=port):
+        assert [await state.verify_attempt("otp", ttl=60) for _ in range(4)] == [1, 2, 3, 4]
+        await state.close()
+
+
 async def test_a_hung_redis_is_probed_by_one_call_at_a_time() -> None:
     """A Redis that accepts connections and never answers (as when SIGSTOPped): after the hold-off one
     call probes it and waits out the client's timeout; the calls meanwhile do not queue behind it."""
