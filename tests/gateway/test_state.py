@@ -10,8 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
+from gateway.config import load
+from gateway.context import Context
 from gateway.state import (
     FallbackState,
     MemoryState,
@@ -22,6 +25,8 @@ from gateway.state import (
     redis_client,
 )
 from gateway.state.base import cooldown_key, number_window_key
+from metrics.fillback import RedisFillback
+from metrics.instruments import create_instruments
 from tests.conftest import free_port, redis_process, shared_redis
 from tests.gateway.harness import ManualClock
 
@@ -288,3 +293,39 @@ async def test_redis_url_naming_a_cluster_node_gives_a_cluster_client(
     finally:
         for c in (cluster, plain, down):
             await c.aclose()
+
+
+async def test_fill_back_writes_hold_off_after_one_fails_on_a_hung_redis(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The dispatcher records every sent OTP in the fill-back store: on a hung Redis one write waits out
+    the client's timeouts, the ones after it are skipped (counted) until the hold-off ends, and the
+    failure is logged once."""
+    connections = 0
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = redis_client(f"redis://127.0.0.1:{port}")
+    ctx = Context(settings=load(None, {}), instruments=create_instruments(CollectorRegistry()))
+    ctx.fillback = RedisFillback(client)
+    try:
+        await ctx.record_fillback("sent", "t", "DE", "r", 1000.0)  # waits, fails
+        tried = connections
+        for _ in range(20):
+            await ctx.record_fillback("sent", "t", "DE", "r", 1000.0)  # held off: Redis not asked
+        assert connections == tried and ctx.fillback_down
+        errors = ctx.instruments.registry.get_sample_value(
+            "smsgw_state_backend_errors_total", {"operation": "fillback"}
+        )
+        assert errors == 21
+        assert sum("fill-back store unavailable" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
