@@ -239,8 +239,14 @@ def create_app(
         if settings.redis_url:
             client = await connect_redis(settings.redis_url)
             ctx.fillback = RedisFillback(client)
+            m = ctx.instruments
+
+            def on_change(transition: str) -> None:  # "down" | "up", once per transition
+                m.state_fallback.labels(transition).inc()
+                m.state_fallback_active.set(1 if transition == "down" else 0)
+
             ctx.state = FallbackState(
-                RedisState(client), lambda op: ctx.instruments.state_backend_errors.labels(op).inc()
+                RedisState(client), lambda op: m.state_backend_errors.labels(op).inc(), on_change=on_change
             )
             fraud_backend: FraudBackend = RedisFraudBackend(client)
         else:

@@ -22,6 +22,7 @@ from metrics.fillback import FillbackStore
 from metrics.instruments import Instruments
 
 log = logging.getLogger("smsgw.context")
+FILLBACK_HOLD_OFF = 5.0  # seconds without fill-back writes after one failed
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Context:
     ready: bool = False
     exposition: CollectorRegistry | None = None  # what /metrics renders (all workers' under --workers)
     extras: dict[str, object] = field(default_factory=dict)
+    fillback_down: bool = False  # the last fill-back write failed (logged once until one succeeds)
+    fillback_retry_at: float = 0.0  # monotonic: while down, writes are skipped until then
 
     # typed accessors: valid once the app has started
     @property
@@ -64,14 +67,25 @@ class Context:
         """Count an OTP sent or verified in the shared fill-back store; never fails the request."""
         if self.fillback is None:
             return
+        if self.fillback_down and time.monotonic() < self.fillback_retry_at:
+            # held off, as FallbackState does: a hung Redis must not hold every dispatch for its timeouts
+            self.instruments.state_backend_errors.labels("fillback").inc()
+            return
         try:
             if kind == "sent":
                 await self.fillback.record_sent(tenant, country, route, sent_at)
             else:
                 await self.fillback.record_verified(tenant, country, route, sent_at)
         except Exception:  # Redis down: the Prometheus counters still count
-            log.warning("fill-back store unavailable", exc_info=True)
+            if not self.fillback_down:  # once per outage, not once per message
+                log.warning("fill-back store unavailable; counting on without it", exc_info=True)
+            self.fillback_down = True
+            self.fillback_retry_at = time.monotonic() + FILLBACK_HOLD_OFF
             self.instruments.state_backend_errors.labels("fillback").inc()
+            return
+        if self.fillback_down:
+            self.fillback_down = False
+            log.warning("fill-back store is back")
 
     @property
     def fraud(self) -> Fraud:

@@ -44,7 +44,11 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "too_many_attempts": (429, "Too many wrong codes for this OTP."),
     "internal_error": (500, "Unexpected error; it has been logged with the request id."),
     "no_route": (503, "No carrier route can take this message now."),
-    "unavailable": (503, "The gateway is not ready to take traffic."),
+    "unavailable": (
+        503,
+        "A service the request needs cannot be reached now (the store; for a verify, the shared "
+        "attempt counter): retry after Retry-After, when given.",
+    ),
 }
 
 

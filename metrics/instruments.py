@@ -60,6 +60,8 @@ class Instruments:
     route_up: Gauge
     submit_latency: Histogram
     state_backend_errors: Counter
+    state_fallback: Counter
+    state_fallback_active: Gauge
     dispatch_queue: Gauge
     dispatch_takeovers: Counter
     build: Info
@@ -68,6 +70,14 @@ class Instruments:
     breaker_transitions: Counter
     route_reloads: Counter
     webhook_deliveries: Counter
+
+
+def _labelled(c: Counter, *children: tuple[str, ...]) -> Counter:
+    """``c`` with these label children made now, so their series read 0 from the start (an alert on
+    ``increase()`` then sees the first event)."""
+    for values in children:
+        c.labels(*values)
+    return c
 
 
 def create_instruments(registry: CollectorRegistry, version: str = "0.0.0") -> Instruments:
@@ -117,6 +127,22 @@ def create_instruments(registry: CollectorRegistry, version: str = "0.0.0") -> I
             "smsgw_state_backend_errors_total",
             "Shared-state backend failures (fell back to local state)",
             ("operation",),
+        ),
+        state_fallback=_labelled(
+            counter(
+                "smsgw_state_fallback_total",
+                "Shared-state (Redis) transitions of this process: down = fell back to local state, "
+                "up = back on Redis",
+                ("transition",),
+            ),
+            ("down",),
+            ("up",),
+        ),
+        state_fallback_active=Gauge(
+            "smsgw_state_fallback_active",
+            "1 while this process serves hot state without Redis (local resend gates, verify 503)",
+            registry=registry,
+            multiprocess_mode="livemax",  # under serve --workers: 1 when any live worker is without Redis
         ),
         dispatch_queue=Gauge(
             "smsgw_dispatch_queue",

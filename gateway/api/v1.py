@@ -59,7 +59,15 @@ async def post_otp(request: web.Request) -> web.Response:
     tag="OTP",
     scope="verify",
     body=VerifyRequest,
-    errors=("invalid_request", "incorrect_code", "not_found", "expired", "too_many_attempts", "conflict"),
+    errors=(
+        "invalid_request",
+        "incorrect_code",
+        "not_found",
+        "expired",
+        "too_many_attempts",
+        "conflict",
+        "unavailable",
+    ),
 )
 async def verify_otp(request: web.Request) -> web.Response:
     who = await authenticate(request)

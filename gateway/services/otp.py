@@ -7,6 +7,7 @@ keeps it sealed (AES-GCM) only until a carrier has taken the message, when it is
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from gateway.phone import parse_number
 from gateway.privacy.mask import mask_phone
 from gateway.schemas import OtpRequest
 from gateway.services.residency import keep_copy
+from gateway.state import StateUnavailable
 from gateway.store.records import MessageRecord, OtpRecord, Principal
 
 log = logging.getLogger("smsgw.otp")
@@ -183,6 +185,18 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
     return OtpAccepted(otp, masked, decision.sender_used, decision.fallback_used)
 
 
+def unavailable(e: StateUnavailable) -> ApiError:
+    """503 for a verify whose attempt cannot be counted where every process sees it: fail closed (no
+    verdict on the code at all, right or wrong), and say when to try again."""
+    retry = max(1, math.ceil(e.retry_after))
+    return ApiError(
+        "unavailable",
+        f"Verify attempts cannot be counted right now (shared state unreachable); retry in {retry} s.",
+        headers={"Retry-After": str(retry)},
+        retry_after=retry,
+    )
+
+
 def render_message(ctx: Context, rec: MessageRecord) -> str:
     """The dispatcher's renderer: OTP text from the template and the sealed code; other bodies unsealed."""
     store = ctx.regions.for_id(rec.id)
@@ -215,7 +229,10 @@ async def verify_otp(ctx: Context, who: Principal, otp_id: str, code: str) -> Ot
         raise ApiError("expired", "This OTP has expired; request a new one.")
     if not code.isdigit() or len(code) > 16:
         raise ApiError("incorrect_code", "The code is digits only.", attempts_left=None)
-    attempt = await ctx.st.verify_attempt(otp.id, ttl=max(otp.expires_at - now, 1.0) + 60)
+    try:
+        attempt = await ctx.st.verify_attempt(otp.id, ttl=max(otp.expires_at - now, 1.0) + 60)
+    except StateUnavailable as e:
+        raise unavailable(e) from None
     if attempt > s.max_attempts:
         await store.finish_otp(otp.id, "failed", now)
         raise ApiError("too_many_attempts", f"At most {s.max_attempts} attempts per OTP; request a new one.")

@@ -2,10 +2,11 @@
 
 ``MemoryState`` serves the embedded single-process default; ``RedisState`` (``REDIS_URL``) lets many
 gateway processes share it, each operation one atomic Lua script. ``FallbackState`` wraps Redis so an
-outage degrades to process-local limits (logged loudly and counted) instead of taking the API down.
+outage degrades the resend gate to process-local limits (logged once per transition and counted)
+instead of taking the API down, while verify attempts fail closed (:class:`StateUnavailable`).
 """
 
-from gateway.state.base import GateResult, StateBackend
+from gateway.state.base import GateResult, StateBackend, StateUnavailable
 from gateway.state.memory import MemoryState
 from gateway.state.redis import FallbackState, RedisState, connect_redis, redis_client
 
@@ -15,6 +16,7 @@ __all__ = [
     "MemoryState",
     "RedisState",
     "StateBackend",
+    "StateUnavailable",
     "connect_redis",
     "redis_client",
 ]

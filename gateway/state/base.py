@@ -22,6 +22,18 @@ def attempts_key(otp_id: str) -> str:
     return f"{KEY_PREFIX}va:{otp_id}"
 
 
+class StateUnavailable(Exception):
+    """The shared state cannot be reached for an operation that must not fall back to process-local
+    state. Verify attempts are one: a per-process counter would give an attacker ``max_attempts``
+    guesses per gateway process, so the limit would loosen with every process added. The API answers
+    ``503 unavailable`` with ``Retry-After: retry_after`` (whole seconds)."""
+
+    def __init__(self, operation: str, retry_after: float) -> None:
+        super().__init__(f"shared state unavailable for {operation}")
+        self.operation = operation
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True, slots=True)
 class GateResult:
     allowed: bool
@@ -47,7 +59,10 @@ class StateBackend(Protocol):
         ...
 
     async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
-        """Count one verify attempt for the OTP and return how many there have been (1-based)."""
+        """Count one verify attempt for the OTP and return how many there have been (1-based).
+
+        Raises :class:`StateUnavailable` when the count cannot be kept where every gateway process
+        sees it (never a count that only this process knows)."""
         ...
 
     async def forget(self, tenant_id: str, phone_key: str) -> int:

@@ -8,11 +8,18 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
-from gateway.state.base import GateResult, StateBackend, attempts_key, cooldown_key, number_window_key
+from gateway.state.base import (
+    GateResult,
+    StateBackend,
+    StateUnavailable,
+    attempts_key,
+    cooldown_key,
+    number_window_key,
+)
 from gateway.state.memory import MemoryState
 
 log = logging.getLogger("smsgw.state")
@@ -104,7 +111,11 @@ _FAIL_FAST: dict[str, object] = {"socket_timeout": 1.0, "socket_connect_timeout"
 
 
 def redis_client(url: str) -> aioredis.Redis:
-    """A client that fails fast: one quick retry, short timeouts (FallbackState takes over on failure)."""
+    """A client that fails fast: one quick retry, short timeouts (FallbackState takes over on failure).
+
+    The retry is the asyncio one (``redis.asyncio.retry.Retry``): the synchronous class is accepted
+    too but never retries an awaited command. It matters after a Redis restart, when every pooled
+    connection is dead: the retry reconnects, so the first command after the restart succeeds."""
     retry = Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1)
     return aioredis.Redis.from_url(url, retry=retry, **_FAIL_FAST)  # type: ignore[arg-type]
 
@@ -129,47 +140,96 @@ async def connect_redis(url: str) -> Client:
 
 
 class FallbackState:
-    """Redis first; on a Redis error, process-local state so the API stays up (logged, counted).
+    """Redis first; while Redis cannot be reached, the API stays up without loosening what must hold.
 
-    After a failure Redis is skipped for ``hold_off`` seconds, so an outage costs one timeout per
-    hold-off period, not one per request; then the next call probes Redis again."""
+    - **Resend gate** (``send_gate``/``release_gate``): process-local state, so sends keep being
+      accepted; each process then enforces the cooldown and hourly limit on its own (documented in
+      docs/reliability.md: with N processes a number may get up to N times the limit meanwhile).
+    - **Verify attempts** fail closed: :class:`StateUnavailable`, which the API answers 503
+      ``unavailable`` with ``Retry-After``. A process-local counter would hand out ``max_attempts``
+      guesses per process.
+
+    Transitions, as a table (``down`` is this process's view of Redis)::
+
+        state  event                              next   effect
+        up     a call fails (RedisError/OSError)  down   log ERROR once, on_change("down")
+        down   call within hold_off               down   local (or StateUnavailable); Redis untouched
+        down   first call after hold_off          down   that call alone probes Redis; the others stay
+                                                         local meanwhile (a hung Redis delays one call
+                                                         per hold-off by the client's timeouts, not all)
+        down   the probe fails                    down   hold off again, no new log line
+        down   the probe succeeds                 up     log WARNING once, on_change("up")
+
+    ``on_error(op)`` is told of every call served without Redis (a metric per operation)."""
 
     def __init__(
         self,
         primary: RedisState,
         on_error: Callable[[str], None],
         *,
+        on_change: Callable[[str], None] | None = None,
         hold_off: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.primary = primary
         self.local = MemoryState()
         self._on_error = on_error
+        self._on_change = on_change or (lambda _transition: None)
         self._hold_off = hold_off
         self._clock = clock
+        self._down = False
+        self._down_since = 0.0
         self._down_until = 0.0
 
-    def _use_local(self, op: str) -> bool:
-        if self._clock() < self._down_until:
-            self._on_error(op)
+    @property
+    def down(self) -> bool:
+        """True while this process serves without Redis (since a failure, until a probe succeeds)."""
+        return self._down
+
+    def _skip(self) -> bool:
+        """True: leave Redis alone for this call (held off, or another call is probing it now)."""
+        if not self._down:
+            return False
+        now = self._clock()
+        if now < self._down_until:
             return True
+        self._down_until = now + self._hold_off  # this call probes; calls meanwhile stay local
         return False
 
     def _failed(self, op: str, e: Exception) -> None:
-        log.error(
-            "redis unavailable, using process-local state",
-            extra={"operation": op, "error": str(e), "hold_off_s": self._hold_off},
-        )
-        self._down_until = self._clock() + self._hold_off
+        now = self._clock()
+        self._down_until = now + self._hold_off
+        if not self._down:
+            self._down, self._down_since = True, now
+            log.error(
+                "redis unavailable: resend gates use process-local state, verify attempts answer 503, "
+                "until it is back",
+                extra={"operation": op, "error": f"{type(e).__name__}: {e}", "hold_off_s": self._hold_off},
+            )
+            self._on_change("down")
         self._on_error(op)
+
+    def _ok(self) -> None:
+        if self._down:
+            self._down = False
+            log.warning(
+                "redis is back: shared state again",
+                extra={"down_s": round(self._clock() - self._down_since, 1)},
+            )
+            self._on_change("up")
 
     async def _either(self, op: str, call: Callable[[StateBackend], Awaitable[T]]) -> T:
         """``call`` on Redis; on the local state while Redis is held off or when it fails now."""
-        if not self._use_local(op):
+        if self._skip():
+            self._on_error(op)
+        else:
             try:
-                return await call(self.primary)
+                result = await call(self.primary)
             except (RedisError, OSError) as e:
                 self._failed(op, e)
+            else:
+                self._ok()
+                return result
         return await call(self.local)
 
     async def send_gate(
@@ -193,7 +253,18 @@ class FallbackState:
         )
 
     async def verify_attempt(self, otp_id: str, *, ttl: float) -> int:
-        return await self._either("verify_attempt", lambda b: b.verify_attempt(otp_id, ttl=ttl))
+        """On Redis only: fails closed with :class:`StateUnavailable` (``retry_after`` = the hold-off)
+        while Redis is held off or when it fails now."""
+        if self._skip():
+            self._on_error("verify_attempt")
+            raise StateUnavailable("verify_attempt", self._hold_off)
+        try:
+            n = await self.primary.verify_attempt(otp_id, ttl=ttl)
+        except (RedisError, OSError) as e:
+            self._failed("verify_attempt", e)
+            raise StateUnavailable("verify_attempt", self._hold_off) from e
+        self._ok()
+        return n
 
     async def forget(self, tenant_id: str, phone_key: str) -> int:
         """Both places: what the process-local fallback holds, and Redis. A Redis error is raised, not

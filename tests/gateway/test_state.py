@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
-from gateway.state import FallbackState, MemoryState, RedisState, StateBackend, connect_redis, redis_client
+from gateway.config import load
+from gateway.context import Context
+from gateway.state import (
+    FallbackState,
+    MemoryState,
+    RedisState,
+    StateBackend,
+    StateUnavailable,
+    connect_redis,
+    redis_client,
+)
 from gateway.state.base import cooldown_key, number_window_key
-from tests.conftest import free_port, shared_redis
+from metrics.fillback import RedisFillback
+from metrics.instruments import create_instruments
+from tests.conftest import free_port, redis_process, shared_redis
 from tests.gateway.harness import ManualClock
 
 
@@ -117,18 +134,135 @@ async def test_redis_keys_left_behind(redis_url: str) -> None:
     await backend.close()
 
 
-async def test_redis_outage_falls_back_to_local_state() -> None:
+async def test_redis_outage_falls_back_to_local_state_for_gates_and_fails_closed_for_attempts() -> None:
     errors: list[str] = []
+    changes: list[str] = []
     clock = ManualClock(0.0)
     state = FallbackState(
-        RedisState(redis_client(f"redis://127.0.0.1:{free_port()}")), errors.append, hold_off=5.0, clock=clock
+        RedisState(redis_client(f"redis://127.0.0.1:{free_port()}")),
+        errors.append,
+        on_change=changes.append,
+        hold_off=5.0,
+        clock=clock,
     )
     assert (await state.send_gate("t", "n", cooldown=30, hourly_limit=5, now=1000.0, member="a")).allowed
+    assert state.down
     assert not (await state.send_gate("t", "n", cooldown=30, hourly_limit=5, now=1001.0, member="b")).allowed
-    assert await state.verify_attempt("otp", ttl=60) == 1
+    # a process-local attempt counter would give max_attempts guesses per process: no count, no verdict
+    with pytest.raises(StateUnavailable) as e:
+        await state.verify_attempt("otp", ttl=60)
+    assert e.value.retry_after == 5.0 and e.value.operation == "verify_attempt"
     assert errors == ["send_gate", "send_gate", "verify_attempt"]
+    assert changes == ["down"]  # one transition, however many calls
+    clock.advance(6)  # the probe after the hold-off fails too: still down, no second transition
+    with pytest.raises(StateUnavailable):
+        await state.verify_attempt("otp", ttl=60)
+    assert changes == ["down"] and state.down
     assert not await state.ping()
     await state.close()
+
+
+async def test_redis_killed_and_restarted_on_its_port_brings_the_fallback_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real redis-server, SIGKILLed, then started again on the same port with the same AOF: the
+    fallback goes back to it by itself after the hold-off, and the attempt count made before the kill
+    is still there (it is durable, so attempts never start over)."""
+    caplog.set_level(logging.INFO, logger="smsgw.state")
+    errors: list[str] = []
+    changes: list[str] = []
+    clock = ManualClock(0.0)
+    port = free_port()
+    aof = tempfile.mkdtemp(prefix="smsgw-redis-aof-")
+    durable = ("--appendonly", "yes", "--appendfsync", "always", "--dir", aof)
+    try:
+        with redis_process(*durable, port=port) as (proc, _):
+            state = FallbackState(
+                RedisState(redis_client(f"redis://127.0.0.1:{port}")),
+                errors.append,
+                on_change=changes.append,
+                hold_off=5.0,
+                clock=clock,
+            )
+            assert await state.verify_attempt("otp", ttl=600) == 1
+            assert await state.verify_attempt("otp", ttl=600) == 2
+            proc.kill()
+            proc.wait(10)
+            with pytest.raises(StateUnavailable):
+                await state.verify_attempt("otp", ttl=600)
+            gate = await state.send_gate("t", "n", cooldown=30, hourly_limit=5, now=1000.0, member="a")
+            assert gate.allowed  # local
+        with redis_process(*durable, port=port):
+            with pytest.raises(StateUnavailable):  # still held off: Redis is not asked yet
+                await state.verify_attempt("otp", ttl=600)
+            clock.advance(5.1)
+            assert await state.verify_attempt("otp", ttl=600) == 3  # Redis again, its count kept
+            assert changes == ["down", "up"] and not state.down
+            # gates are Redis-backed again: the cooldown taken locally during the outage is not there
+            gate = await state.send_gate("t", "n", cooldown=30, hourly_limit=5, now=1001.0, member="b")
+            assert gate.allowed
+            assert await state.primary.client.exists(cooldown_key("t", "n")) == 1
+            await state.close()
+    finally:
+        shutil.rmtree(aof, ignore_errors=True)
+    assert errors == ["verify_attempt", "send_gate", "verify_attempt"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "smsgw.state"]
+    assert sum("redis unavailable" in m for m in lines) == 1, lines  # once per transition
+    assert sum("redis is back" in m for m in lines) == 1, lines
+
+
+async def test_pooled_connections_dead_after_a_restart_are_retried_not_raised() -> None:
+    """Every pooled connection dies with the server; the first command after the restart reconnects
+    (the client's one retry) instead of failing and sending the fallback back into an outage."""
+    port = free_port()
+    with redis_process(port=port) as (proc, _):
+        state = RedisState(redis_client(f"redis://127.0.0.1:{port}"))
+        await asyncio.gather(*(state.verify_attempt("otp", ttl=60) for _ in range(4)))  # 4 connections
+        proc.kill()
+        proc.wait(10)
+    with redis_process(port=port):
+        assert [await state.verify_attempt("otp", ttl=60) for _ in range(4)] == [1, 2, 3, 4]
+        await state.close()
+
+
+async def test_a_hung_redis_is_probed_by_one_call_at_a_time() -> None:
+    """A Redis that accepts connections and never answers (as when SIGSTOPped): after the hold-off one
+    call probes it and waits out the client's timeout; the calls meanwhile do not queue behind it."""
+    connections = 0
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    clock = ManualClock(0.0)
+    changes: list[str] = []
+    state = FallbackState(
+        RedisState(redis_client(f"redis://127.0.0.1:{port}")),
+        lambda _: None,
+        on_change=changes.append,
+        hold_off=5.0,
+        clock=clock,
+    )
+    try:
+        with pytest.raises(StateUnavailable):  # the first call finds it hung: down
+            await state.verify_attempt("otp", ttl=60)
+        before = connections
+        clock.advance(6)
+        calls = [asyncio.ensure_future(state.verify_attempt("otp", ttl=60)) for _ in range(5)]
+        await asyncio.sleep(0)  # one turn of the loop: every call has run up to its first wait
+        assert [c.done() for c in calls] == [False, True, True, True, True]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(r, StateUnavailable) for r in results)
+        assert connections - before <= 2  # one probe (and its one client retry), not one per call
+        assert changes == ["down"]
+    finally:
+        await state.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_fallback_forget_reaches_both_places_or_says_it_could_not() -> None:
@@ -138,19 +272,6 @@ async def test_fallback_forget_reaches_both_places_or_says_it_could_not() -> Non
     with pytest.raises((RedisError, OSError)):  # an erasure must not report what it could not reach
         await state.forget("t", "n")
     assert (await state.send_gate("t", "n", cooldown=30, hourly_limit=5, now=1001.0, member="b")).allowed
-    await state.close()
-
-
-async def test_fallback_probes_redis_again_after_hold_off(redis_url: str) -> None:
-    errors: list[str] = []
-    clock = ManualClock(0.0)
-    state = FallbackState(RedisState(redis_client(redis_url)), errors.append, hold_off=5.0, clock=clock)
-    state._down_until = 5.0  # as after a failure at t=0
-    assert await state.verify_attempt("otp", ttl=60) == 1  # local
-    clock.advance(6)
-    assert await state.verify_attempt("otp", ttl=60) == 1  # Redis again: its own count starts at 1
-    assert await state.primary.client.exists("smsgw:va:otp") == 1
-    assert errors == ["verify_attempt"]
     await state.close()
 
 
@@ -172,3 +293,39 @@ async def test_redis_url_naming_a_cluster_node_gives_a_cluster_client(
     finally:
         for c in (cluster, plain, down):
             await c.aclose()
+
+
+async def test_fill_back_writes_hold_off_after_one_fails_on_a_hung_redis(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The dispatcher records every sent OTP in the fill-back store: on a hung Redis one write waits out
+    the client's timeouts, the ones after it are skipped (counted) until the hold-off ends, and the
+    failure is logged once."""
+    connections = 0
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = redis_client(f"redis://127.0.0.1:{port}")
+    ctx = Context(settings=load(None, {}), instruments=create_instruments(CollectorRegistry()))
+    ctx.fillback = RedisFillback(client)
+    try:
+        await ctx.record_fillback("sent", "t", "DE", "r", 1000.0)  # waits, fails
+        tried = connections
+        for _ in range(20):
+            await ctx.record_fillback("sent", "t", "DE", "r", 1000.0)  # held off: Redis not asked
+        assert connections == tried and ctx.fillback_down
+        errors = ctx.instruments.registry.get_sample_value(
+            "smsgw_state_backend_errors_total", {"operation": "fillback"}
+        )
+        assert errors == 21
+        assert sum("fill-back store unavailable" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
