@@ -39,7 +39,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from otp_throughput import MSG_LUA, OTP_LUA, cpu_seconds, free_port, run_wrk, wait_port  # noqa: E402
+from otp_throughput import (  # noqa: E402
+    MSG_LUA,
+    OTP_LUA,
+    cpu_seconds,
+    embedded_env,
+    free_port,
+    run_wrk,
+    stop,
+    wait_port,
+)
 
 PEERS = ROOT / "tests" / "peers"
 TEXT = "Your parcel is on its way"
@@ -235,13 +244,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="smsgw-kannel-"))
     (work / "spool").mkdir()
     procs: list[subprocess.Popen[bytes]] = []
-    env = {
-        **os.environ,
-        "SMSGW_DB": str(work / "smsgw.db"),
-        "SMSGW_MASTER_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        "SMSGW_LOG_LEVEL": "warning",
-    }
-    env.pop("REDIS_URL", None)
+    env = embedded_env(work)
     env.pop("SMSGW_CONFIG", None)
 
     def start(name: str, *cmd: str, port: int) -> int:
@@ -294,7 +297,7 @@ def main() -> int:
             "smsgw", sys.executable, "-m", "gateway", "serve", "--config", "smsgw.toml", port=gw_port
         )
         bound(g_http)
-        stop_order = [sb_pid, bb_pid]  # smsbox before bearerbox, as Kannel's init script does
+        stop_order = [sb_pid, bb_pid]
         made = subprocess.run(
             [sys.executable, "-m", "gateway", "tenant", "create", "bench", *TENANT_ARGS],
             env=env,
@@ -345,21 +348,10 @@ def main() -> int:
             )
         return 0
     finally:
-        by_pid = {p.pid: p for p in procs}
-        ordered = [by_pid[pid] for pid in stop_order] + [p for p in procs if p.pid not in stop_order]
-        for p in ordered:
-            p.terminate()
-            if p.pid in stop_order:  # bearerbox would see smsbox vanish mid-shutdown otherwise
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        kannel = [p for pid in stop_order for p in procs if p.pid == pid]
+        for p in kannel:  # smsbox first, then bearerbox, as Kannel's init script does
+            stop([p])
+        stop([p for p in procs if p not in kannel])
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -61,16 +61,16 @@ const server = smpp.createServer((session) => {
   counts.connections += 1;
   counts.sessions += 1;
   session.boundAs = null;
-  const onBind = (as) => (pdu) => {
-    counts.binds += 1;
-    session.boundAs = as;
-    session.send(pdu.response({ system_id: 'counting-smsc' }));
-  };
-  session.on('bind_transceiver', onBind('trx'));
-  session.on('bind_transmitter', onBind('tx'));
-  session.on('bind_receiver', onBind('rx'));
+  const BINDS = { bind_transceiver: 'trx', bind_transmitter: 'tx', bind_receiver: 'rx' };
+  for (const [command, as] of Object.entries(BINDS)) {
+    session.on(command, (pdu) => {
+      counts.binds += 1;
+      session.boundAs = as;
+      session.send(pdu.response({ system_id: 'counting-smsc' }));
+    });
+  }
   session.on('submit_sm', (pdu) => {
-    if (session.boundAs !== 'trx' && session.boundAs !== 'tx') {
+    if (session.boundAs === 'rx' || session.boundAs === null) {  // only a sending bind may submit
       session.send(pdu.response({ command_status: smpp.ESME_RINVBNDSTS }));
       return;
     }
