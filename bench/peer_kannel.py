@@ -16,7 +16,7 @@ drain; then the ratios smsgw/Kannel. ``--workers`` is not measured: it needs Red
 Kannel's single bearerbox is compared with the embedded single process.
 
 Usage: python bench/peer_kannel.py [--seconds 10] [--connections 50] [--warmup 2] [--drain 30]
-[--kannel-dlr] [--json]
+[--rounds 1] [--kannel-dlr] [--json]
 (``--kannel-dlr``: Kannel asks for delivery receipts too, ``dlr-mask=1`` with a ``dlr-url`` on the
 SMSC's HTTP side, as smsgw always does; off, Kannel's sendsms default: no receipts.)
 Everything it starts it stops, by PID; everything listens on 127.0.0.1.
@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -195,6 +196,19 @@ def measure(
     }
 
 
+def flat(cases: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``{"kannel": {"rps": …}}`` as ``{"kannel_rps": …}``, the JSON line's shape."""
+    return {f"{case}_{k}": v for case, r in cases.items() for k, v in r.items()}
+
+
+def median_cases(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Each case's figures, each the median over the rounds on its own."""
+    return {
+        case: {k: statistics.median(r[case][k] for r in rounds) for k in figures}
+        for case, figures in rounds[0].items()
+    }
+
+
 def report(cases: dict[str, dict[str, Any]]) -> dict[str, float]:
     """The table, then the ratios smsgw/Kannel (returned, for the JSON line)."""
     print(
@@ -204,8 +218,8 @@ def report(cases: dict[str, dict[str, Any]]) -> dict[str, float]:
     names = {"kannel": "Kannel sendsms", "otp": "smsgw POST /v1/otp", "msg": "smsgw POST /v1/messages"}
     for case, r in cases.items():
         print(
-            f"{names[case]:<30}{r['rps']:>10.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['non2xx']:>8}"
-            f"{r['accepted']:>9}{r['at_smsc_load']:>10}{r['at_smsc_drain']:>11}{r['drain_s']:>8.1f}"
+            f"{names[case]:<30}{r['rps']:>10.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['non2xx']:>8.0f}"
+            f"{r['accepted']:>9.0f}{r['at_smsc_load']:>10.0f}{r['at_smsc_drain']:>11.0f}{r['drain_s']:>8.1f}"
             f"{r['cpu_us']:>11.0f}{r['smsc_cpu_us']:>8.0f}"
         )
     k = cases["kannel"]
@@ -228,6 +242,9 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=2, help="seconds of load on each system first")
     ap.add_argument("--drain", type=float, default=30, help="at most this long for the SMSC to catch up")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="measure the three cases this many times in turn; medians"
+    )
     ap.add_argument("--kannel-dlr", action="store_true", help="Kannel asks for delivery receipts too")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object with every figure")
     args = ap.parse_args()
@@ -320,29 +337,41 @@ def main() -> int:
         for name, (port, pids, (count_port, _)) in systems.items():  # warm-up, then let it drain
             run_wrk(port, key, args.warmup, args.connections, work / f"{name}.lua")
             drain(count_port, pids, smsc_count(count_port)["submits"], args.drain)
+        load_before = round(os.getloadavg()[0], 2)
         print(
             f"cores: {os.cpu_count()} (wrk, the system under load and its SMSC share them); smsgw: embedded "
             "default, one process (--workers needs Redis and PostgreSQL: not measured); Kannel: bearerbox + "
             f"smsbox, spool store; receipts asked for: smsgw yes, Kannel {'yes' if args.kannel_dlr else 'no'}"
         )
-        cases = {
-            name: measure(port, work / f"{name}.lua", key, pids, smsc_, args)
-            for name, (port, pids, smsc_) in systems.items()
-        }
+        rounds: list[dict[str, dict[str, Any]]] = []
+        for n in range(args.rounds):
+            rounds.append(
+                {
+                    name: measure(port, work / f"{name}.lua", key, pids, smsc_, args)
+                    for name, (port, pids, smsc_) in systems.items()
+                }
+            )
+            if args.rounds > 1:
+                print(f"round {n + 1} of {args.rounds}")
+                report(rounds[-1])
+        if args.rounds > 1:
+            print(f"median of {args.rounds} rounds, each figure on its own:")
+        cases = median_cases(rounds)
         ratios = report(cases)
         if args.json:
-            flat = {f"{case}_{k}": v for case, r in cases.items() for k, v in r.items()}
             print(
                 json.dumps(
                     {
                         "config": "smsgw embedded default (one process, SQLite, in-memory state) vs "
                         "Kannel bearerbox+smsbox (spool store); one SMPP bind, window 50, each",
                         "cores": os.cpu_count(),
+                        "loadavg_1m": [load_before, round(os.getloadavg()[0], 2)],
                         "seconds": args.seconds,
                         "connections": args.connections,
                         "kannel_dlr": args.kannel_dlr,
-                        **flat,
+                        **flat(cases),
                         **ratios,
+                        **({"rounds": [flat(r) for r in rounds]} if args.rounds > 1 else {}),
                     }
                 )
             )
