@@ -82,6 +82,31 @@ def wait_port(port: int, seconds: float = 20) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def embedded_env(work: Path) -> dict[str, str]:
+    """The environment for smsgw on its embedded default: SQLite in ``work``, in-memory state (no
+    ``REDIS_URL``), a fixed bench master key, warnings only."""
+    env = {
+        **os.environ,
+        "SMSGW_DB": str(work / "smsgw.db"),
+        "SMSGW_MASTER_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        "SMSGW_LOG_LEVEL": "warning",
+    }
+    env.pop("REDIS_URL", None)
+    return env
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process, then wait for each (10 s), SIGKILL what is still there."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
 def parse_wrk(out: str) -> dict[str, float]:
     def ms(text: str) -> float:
         v, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
@@ -280,13 +305,7 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="smsgw-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
-    env = {
-        **os.environ,
-        "SMSGW_DB": str(work / "smsgw.db"),
-        "SMSGW_MASTER_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        "SMSGW_LOG_LEVEL": "warning",
-    }
-    env.pop("REDIS_URL", None)
+    env = embedded_env(work)
 
     def start(*cmd: str, port: int) -> int:
         log = open(work / f"{port}.log", "wb")  # noqa: SIM115
@@ -436,13 +455,7 @@ def main() -> int:
             )
         return 0
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 
