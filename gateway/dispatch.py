@@ -267,8 +267,9 @@ class Dispatcher:
         self.table.record_submit(route, result, facts)
         now = self.clock()
         if result.outcome is SubmitOutcome.ACCEPTED and result.carrier_message_id:
-            if not await store.mark_submitted(
-                rec.id,
+            if not await self._record_submitted(
+                store,
+                rec,
                 route=route.name,
                 route_reason=choice.reason,
                 carrier=route.carrier,
@@ -322,6 +323,29 @@ class Dispatcher:
         reason = f"{route.name}: {result.reason or result.outcome.value}"
         round_over = self.table.choose(facts, tried).route is None
         await self._retry(rec, tried, unsafe, code, reason, round_over=round_over)
+
+    async def _record_submitted(self, store: Store, rec: MessageRecord, **fields: Any) -> bool:
+        """The carrier holds the message: record that. A store that cannot write now (disk full,
+        read-only, locked, connection lost) is retried while our claim lasts: giving up would leave
+        the message claimed, and once the lease ran out the sweep would submit it a second time, a
+        duplicate SMS wherever the carrier does not de-duplicate by our id (SMPP). Past the lease,
+        the store's error goes up and the sweep's takeover is the fallback."""
+        left = (rec.claimed_until or 0) - self.clock() - 1.0
+        deadline = time.monotonic() + max(left, 0.0)
+        delay = 0.05
+        while True:
+            try:
+                return await store.mark_submitted(rec.id, **fields)
+            except self.stores.unavailable:
+                if time.monotonic() + delay >= deadline:
+                    raise
+                log.warning(
+                    "the store cannot record a submission now; retrying while the claim lasts",
+                    extra={"message_id": rec.id},
+                )
+                self.m.dispatch_bookkeeping_retries.inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _store(self, rec: MessageRecord) -> Store:
         store = self.stores.for_id(rec.id)

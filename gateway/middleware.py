@@ -26,6 +26,11 @@ _HTTP_CODES = {
 }
 
 
+#: seconds a client should wait after a 503 ``unavailable`` from the store (disk full, read-only or
+#: locked database, PostgreSQL down): long enough not to hammer it, short enough to recover quickly
+STORE_RETRY_AFTER = "2"
+
+
 def error_response(err: ApiError, rid: str) -> web.Response:
     resp = json_reply(err.body(), status=err.status, headers=err.headers)
     resp.headers["X-Request-Id"] = rid
@@ -66,7 +71,12 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
                 log.exception("store unavailable", extra={"path": request.path})
                 status = 503
                 return error_response(
-                    ApiError("unavailable", "The store cannot be reached; retry shortly."), rid
+                    ApiError(
+                        "unavailable",
+                        "The store cannot take this now; retry shortly.",
+                        headers={"Retry-After": STORE_RETRY_AFTER},
+                    ),
+                    rid,
                 )
             log.exception("unhandled error", extra={"path": request.path})
             status = 500

@@ -64,6 +64,7 @@ class Instruments:
     state_fallback_active: Gauge
     dispatch_queue: Gauge
     dispatch_takeovers: Counter
+    dispatch_bookkeeping_retries: Counter
     build: Info
     route_throttled: Counter
     route_failovers: Counter
@@ -153,6 +154,11 @@ def create_instruments(registry: CollectorRegistry, version: str = "0.0.0") -> I
         dispatch_takeovers=Counter(
             "smsgw_dispatch_takeovers_total",
             "Submissions whose claim another worker had taken over when they finished (lease too short?)",
+            registry=registry,
+        ),
+        dispatch_bookkeeping_retries=Counter(
+            "smsgw_dispatch_bookkeeping_retries_total",
+            "Retries of recording a carrier-accepted submission while the store could not write",
             registry=registry,
         ),
         build=build,

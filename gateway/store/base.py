@@ -122,6 +122,12 @@ class StoreLifecycle(Protocol):
         """True when a read succeeds now (``/readyz``); never raises."""
         ...
 
+    async def writable(self) -> bool:
+        """False when the store can be seen not to take writes now (``/readyz``): its file system is
+        read-only or all but full (SQLite); never raises. PostgreSQL answers True: its server's disk
+        shows in ``ping`` and in the writes' errors, not from here."""
+        ...
+
 
 class KeyStore(Protocol):
     """Versioned data keys, stored wrapped by the master key (``smsgw keys rotate``)."""

@@ -357,6 +357,9 @@ class PgEngine:
         except Exception:
             return False
 
+    async def writable(self) -> bool:
+        return True  # the server's disk is its own: a full or read-only one fails writes with 503
+
     # ----------------------------------------------------------------- helpers
     async def _write(
         self, statements: list[Statement], fetch: bool = False, blind: bool = False

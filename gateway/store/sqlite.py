@@ -37,6 +37,16 @@ async def in_db_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: 
     return result
 
 
+#: below this much free space on the database's file system, /readyz reports the store not writable:
+#: a group commit appends a few pages to the WAL, and a checkpoint may grow the database file
+MIN_FREE_BYTES = 1 << 20
+
+
+def disk_writable(fs: os.statvfs_result, min_free: int = MIN_FREE_BYTES) -> bool:
+    """A file system that is mounted read-write and has ``min_free`` bytes left for this user."""
+    return not fs.f_flag & os.ST_RDONLY and fs.f_bavail * fs.f_frsize >= min_free
+
+
 def _pragmas(db: sqlite3.Connection, synchronous: str) -> None:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
@@ -139,6 +149,12 @@ class SqliteEngine:
             await self._read_one("SELECT 1", ())
             return True
         except (sqlite3.Error, AssertionError):
+            return False
+
+    async def writable(self) -> bool:
+        try:
+            return disk_writable(os.statvfs(Path(self.path).parent))
+        except OSError:
             return False
 
     # ----------------------------------------------------------------- helpers

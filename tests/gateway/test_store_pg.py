@@ -99,8 +99,9 @@ async def test_an_outage_answers_503_and_the_gateway_recovers_once_the_server_is
             ("GET", f"/v1/otp/{before['id']}", None),
             ("POST", "/v1/messages", {"to": FR, "sender_id": "ACME", "body": "Hi"}),
         ):
-            st, err, _ = await gw.call(method, path, key, body)
+            st, err, headers = await gw.call(method, path, key, body)
             assert st == 503 and err["error"]["code"] == "unavailable", (path, st, err)
+            assert int(headers["Retry-After"]) > 0
         st, ready, _ = await gw.call("GET", "/readyz")
         assert st == 503 and ready["checks"]["store"] is False
         await asyncio.to_thread(server.ctl, "start")

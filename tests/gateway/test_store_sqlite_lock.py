@@ -126,8 +126,9 @@ async def test_the_api_answers_503_while_another_process_holds_the_lock_too_long
     writer = gw.ctx.db.writer  # type: ignore[attr-defined]
     writer.lock_wait = 0.2
     with write_lock(gw.db_path):
-        st, err, _ = await gw.call("POST", "/v1/otp", key, {"to": "+4915123456789"})
+        st, err, headers = await gw.call("POST", "/v1/otp", key, {"to": "+4915123456789"})
         assert st == 503 and err["error"]["code"] == "unavailable", err
+        assert int(headers["Retry-After"]) > 0
         st, _, _ = await gw.call("GET", "/healthz")
         assert st == 200
     st, body, _ = await gw.call("POST", "/v1/otp", key, {"to": "+4915123456789"})
