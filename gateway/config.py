@@ -100,6 +100,9 @@ class CarrierSettings:
     timeout_seconds: float = 10.0
     batch_max: int = 1  # http: messages per request (bulk submission) when > 1
     down_seconds: float = 5.0  # http: after a transport error or 5xx the carrier rests this long
+    # smpp: a silent peer (connection open, no answers) gets this long past timeout_seconds before its
+    # outstanding submits fail (and may then go elsewhere); meanwhile the bind takes no new submits
+    stall_grace_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,7 @@ _CHECKS: dict[str, Any] = {
     "carriers.window": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
     "carriers.batch_max": lambda v: 1 <= v <= 1000 or "must be between 1 and 1000",
     "carriers.down_seconds": lambda v: 0 <= v <= 3600 or "must be between 0 and 3600",
+    "carriers.stall_grace_seconds": lambda v: 0 <= v <= 300 or "must be between 0 and 300",
     "routes.brand_class": lambda v: (
         v in ("international", "local", "any") or "must be international|local|any"
     ),

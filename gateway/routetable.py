@@ -111,6 +111,7 @@ def build_carrier(c: CarrierSettings, session: aiohttp.ClientSession) -> Carrier
         tps=c.tps or None,
         enquire_link_interval=c.enquire_link_seconds,
         response_timeout=c.timeout_seconds,
+        stall_grace=c.stall_grace_seconds,
     )
 
 

@@ -13,8 +13,11 @@ What the driver owns (everything protocol-shaped is in the sans-IO session):
   ``response_timeout`` seconds, then it gives up with TEMPORARY.
 
 Every submit ends: ACCEPTED with the first segment's message id, or a non-ACCEPTED outcome. A
-connection lost with submits outstanding resolves each of them as TEMPORARY (the SMSC may or may not
-have them; the gateway resubmits once, elsewhere if it can).
+connection lost with submits outstanding resolves each of them as TEMPORARY with ``maybe_accepted``
+(the SMSC may or may not have them; the gateway never sends them to this route again, and resubmits
+them elsewhere: at-least-once). A peer that goes silent with the connection open (``stall_grace`` > 0)
+stalls its bind instead: no new submits there, and the outstanding ones wait for the peer to answer
+for up to ``stall_grace`` seconds past ``response_timeout`` (no duplicates when it comes back).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from carriers.smpp.session import (
     DeliverReceived,
     Notice,
     Session,
+    Stalled,
     SubmitDone,
     SubmitFailed,
     Throttled,
@@ -159,6 +163,7 @@ class _Link:
             throttle_backoff=c.throttle_backoff,
             tps=c.tps if self.mode is not BindMode.RX else None,
             now=now,
+            stall_grace=c.stall_grace,
         )
         try:
             self.session.bind(now)
@@ -271,6 +276,18 @@ class _Link:
                         "status": a.status.name if a.status else None,
                     },
                 )
+            elif isinstance(a, Stalled):
+                if a.on:
+                    log.warning(
+                        "SMPP peer silent (%s): outstanding submits wait up to %gs more; no new ones here",
+                        a.reason,
+                        c.stall_grace,
+                        extra={"carrier": c.name, "bind": self.index},
+                    )
+                else:
+                    log.info("SMPP peer answers again", extra={"carrier": c.name, "bind": self.index})
+                c.update_up()
+                c.wake(all_waiters=True)
             elif isinstance(a, Notice):
                 log.warning("SMPP peer: %s", a.message, extra={"carrier": c.name, "bind": self.index})
             elif isinstance(a, Close):
@@ -327,6 +344,7 @@ class SmppCarrier:
         *,
         throttle_backoff: tuple[float, float] = (0.2, 10.0),
         close_grace: float = 5.0,
+        stall_grace: float = 0.0,
         rng: random.Random | None = None,
     ) -> None:
         if bind_mode not in ("trx", "tx"):
@@ -348,6 +366,7 @@ class SmppCarrier:
         self.reconnect_backoff = reconnect_backoff
         self.throttle_backoff = throttle_backoff
         self.close_grace = close_grace
+        self.stall_grace = stall_grace
         self.rng = rng or random.Random()
         self.closing = False
         self.issued = IssuedIds()

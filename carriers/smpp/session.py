@@ -18,6 +18,14 @@ the only place a state changes. Rules the table encodes:
 3. A lost connection, an unframeable byte stream or an unanswered enquire_link/bind/unbind closes the
    session from any state. CLOSED is final: a reconnect makes a new Session.
 
+A silent peer (the TCP connection open, nothing answering: a hung SMSC) is told apart from a lost
+answer when ``stall_grace`` > 0: a bound session whose request passed its response deadline becomes
+*stalled* — no new submit_sm (``can_submit`` is false, so the carrier reports down and new traffic
+goes elsewhere) — and its outstanding requests wait ``stall_grace`` seconds more for the peer to come
+back. Their late answers then settle them as usual (a submit_sm_resp that arrives late still gives the
+message id its receipt will name); only after the grace do they fail and the connection close. With
+``stall_grace`` = 0 a request fails at its response deadline.
+
 Flow control lives here too: at most ``window`` submit_sm await their response; each request has a
 response deadline; an idle bound session sends enquire_link every ``enquire_link_interval`` seconds;
 ESME_RTHROTTLED / ESME_RMSGQFUL hold submissions back for an exponential backoff; an optional token
@@ -189,13 +197,31 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class Stalled:
+    """The peer went silent past a response deadline (``on``), or answered again (not ``on``)."""
+
+    on: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """Close the connection now (after writing data_to_send())."""
 
     reason: str
 
 
-Action = BindSucceeded | BindFailed | SubmitDone | SubmitFailed | DeliverReceived | Throttled | Notice | Close
+Action = (
+    BindSucceeded
+    | BindFailed
+    | SubmitDone
+    | SubmitFailed
+    | DeliverReceived
+    | Throttled
+    | Notice
+    | Stalled
+    | Close
+)
 
 
 # --------------------------------------------------------------------------- small policies
@@ -274,6 +300,7 @@ _BIND_COMMANDS = frozenset({CommandId.BIND_TRANSMITTER, CommandId.BIND_RECEIVER,
 class _Pending:
     command: CommandId
     deadline: float
+    overdue: bool = False  # past its response deadline, waiting out the stall grace
 
 
 class Session:
@@ -291,6 +318,7 @@ class Session:
         tps: float | None = None,
         now: float = 0.0,
         max_pdu: int | None = None,
+        stall_grace: float = 0.0,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
@@ -302,12 +330,14 @@ class Session:
         self.response_timeout = response_timeout
         self.enquire_link_interval = enquire_link_interval
         self.throttle_backoff = throttle_backoff
+        self.stall_grace = stall_grace
         self.state = State.OPEN
         self.peer_system_id = ""
         self._framer = Framer() if max_pdu is None else Framer(max_pdu)
         self._out: list[bytes] = []
         self._seq = 0
-        self._pending: dict[int, _Pending] = {}  # insertion order = deadline order
+        self._pending: dict[int, _Pending] = {}
+        self._overdue = 0  # requests past their deadline, waiting out the stall grace
         self._submits = 0
         self._last_rx = now
         self._enquire_pending = False
@@ -326,7 +356,12 @@ class Session:
 
     @property
     def can_submit(self) -> bool:
-        return self.state in (State.BOUND_TX, State.BOUND_TRX)
+        return self.state in (State.BOUND_TX, State.BOUND_TRX) and not self._overdue
+
+    @property
+    def stalled(self) -> bool:
+        """The peer let a request pass its response deadline and has sent nothing since."""
+        return self._overdue > 0
 
     @property
     def outstanding(self) -> int:
@@ -356,7 +391,7 @@ class Session:
         """When :meth:`tick` has work: the oldest response deadline or the next enquire_link."""
         deadline: float | None = None
         if self._pending:
-            deadline = self._pending[next(iter(self._pending))].deadline
+            deadline = min(p.deadline for p in self._pending.values())
         if self.state in _BOUND and not self._enquire_pending:
             t = self._last_rx + self.enquire_link_interval
             deadline = t if deadline is None else min(deadline, t)
@@ -430,20 +465,30 @@ class Session:
 
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        while self._pending:
-            seq = next(iter(self._pending))
-            p = self._pending[seq]
-            if p.deadline > now:
-                break
+        for seq, p in list(self._pending.items()):
+            if p.deadline > now or seq not in self._pending:
+                continue
+            alive = self.state in _BOUND or self.state is State.UNBINDING
+            if not p.overdue and self.stall_grace > 0 and alive:
+                p.overdue = True  # the peer may only be stalled: wait for it a while longer
+                p.deadline = now + self.stall_grace
+                self._overdue += 1
+                if self._overdue == 1:
+                    actions.append(Stalled(True, f"no answer within {self.response_timeout:g}s"))
+                continue
             del self._pending[seq]
+            waited = self.response_timeout + (self.stall_grace if p.overdue else 0.0)
+            if p.overdue:
+                self._overdue -= 1
             if p.command is CommandId.SUBMIT_SM:
                 self._submits -= 1
-                actions.append(SubmitFailed(seq, f"no submit_sm_resp within {self.response_timeout:g}s"))
+                actions.append(SubmitFailed(seq, f"no submit_sm_resp within {waited:g}s"))
             elif self.state is not State.CLOSED:
                 what = p.command.name.lower()
                 if p.command in _BIND_COMMANDS:
-                    actions.append(BindFailed(None, f"no {what}_resp within {self.response_timeout:g}s"))
-                actions.extend(self._fault(f"no {what}_resp within {self.response_timeout:g}s"))
+                    actions.append(BindFailed(None, f"no {what}_resp within {waited:g}s"))
+                actions.extend(self._fault(f"no {what}_resp within {waited:g}s"))
+                break
         if (
             self.state in _BOUND
             and not self._enquire_pending
@@ -452,6 +497,13 @@ class Session:
             self._enquire_pending = True
             self._request(EnquireLink(sequence=self._next_sequence()), now)
         return actions
+
+    def _settled(self, pending: _Pending, actions: list[Action]) -> None:
+        """A request left ``_pending`` with an answer: the peer is back when it was the last overdue one."""
+        if pending.overdue:
+            self._overdue -= 1
+            if not self._overdue:
+                actions.append(Stalled(False, "the peer answered again"))
 
     # ------------------------------------------------------------------ what the peer sends
 
@@ -488,6 +540,7 @@ class Session:
         ]
         self._pending.clear()
         self._submits = 0
+        self._overdue = 0
         self._enquire_pending = False
         return failed
 
@@ -531,6 +584,7 @@ class Session:
         if pending is None:
             actions.append(Notice(f"ignored an invalid response: {pdu.reason}"))
             return
+        self._settled(pending, actions)
         self._settle(
             pdu.sequence, pending, SubmitFailed(pdu.sequence, f"unreadable response: {pdu.reason}"), actions
         )
@@ -556,6 +610,7 @@ class Session:
             return
         if isinstance(pdu, GenericNack):
             del self._pending[seq]
+            self._settled(pending, actions)
             info = status_info(pdu.status or ESME_RSYSERR)
             if pending.command in _BIND_COMMANDS:
                 self._apply(Input.BIND_REFUSED)
@@ -573,9 +628,11 @@ class Session:
                 Notice(f"{pdu.COMMAND.name.lower()} answered our {pending.command.name.lower()} (seq {seq})")
             )
             del self._pending[seq]
+            self._settled(pending, actions)
             self._settle(seq, pending, SubmitFailed(seq, "mismatched response"), actions)
             return
         del self._pending[seq]
+        self._settled(pending, actions)
         if isinstance(pdu, SubmitSmResp):
             info = status_info(pdu.status)
             self._note_status(info, now, actions)

@@ -37,6 +37,7 @@ from carriers.smpp.session import (
     Notice,
     Session,
     SessionError,
+    Stalled,
     State,
     SubmitDone,
     SubmitFailed,
@@ -163,6 +164,38 @@ def test_response_timeout_fails_the_submit_and_a_late_answer_is_ignored() -> Non
     assert s.outstanding == 0
     late = smsc.answer(SubmitSmResp(sequence=seq, message_id="late"), 12.0)
     assert actions_of(Notice, late) and not actions_of(SubmitDone, late)
+
+
+def test_a_silent_peer_stalls_the_session_and_its_late_answer_still_settles_the_submit() -> None:
+    s, smsc = bound_session(response_timeout=10.0, stall_grace=20.0, enquire_link_interval=100.0)
+    first = s.submit(MSG, 1.0)
+    second = s.submit(MSG, 2.0)
+    smsc.sent()
+    assert s.tick(11.0) == [Stalled(True, "no answer within 10s")]  # not failed: the peer may be frozen
+    assert s.stalled and not s.can_submit and s.ready_at(11.0) is None and s.outstanding == 2
+    assert s.tick(12.0) == []  # the second one is overdue too; one stall
+    assert s.next_deadline() == 31.0
+    # the peer comes back (SIGCONT) and answers both: their message ids arrive late, nothing is lost
+    back = smsc.answer(SubmitSmResp(sequence=first, message_id="A1"), 20.0)
+    assert actions_of(SubmitDone, back) == [SubmitDone(first, back[0].status, "A1")]  # type: ignore[union-attr]
+    assert s.stalled
+    back = smsc.answer(SubmitSmResp(sequence=second, message_id="A2"), 20.5)
+    assert actions_of(Stalled, back) == [Stalled(False, "the peer answered again")]
+    assert not s.stalled and s.can_submit and s.outstanding == 0
+
+
+def test_a_peer_silent_past_the_stall_grace_fails_the_submit_and_the_connection() -> None:
+    s, smsc = bound_session(response_timeout=10.0, stall_grace=20.0, enquire_link_interval=5.0)
+    seq = s.submit(MSG, 1.0)
+    smsc.sent()
+    s.tick(6.0)  # idle past enquire_link_interval: an enquire_link goes too, and gets no answer either
+    assert isinstance(smsc.sent()[0], EnquireLink)
+    assert actions_of(Stalled, s.tick(11.0))
+    assert actions_of(SubmitFailed, s.tick(16.0)) == []  # the enquire_link is overdue as well, not fatal yet
+    assert s.state is State.BOUND_TRX
+    assert s.tick(31.0) == [SubmitFailed(seq, "no submit_sm_resp within 30s")]
+    assert s.tick(36.0) == [Close("no enquire_link_resp within 30s")]
+    assert s.state is State.CLOSED
 
 
 def test_enquire_link_when_idle_and_reset_when_unanswered() -> None:
