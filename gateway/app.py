@@ -204,6 +204,41 @@ async def settle_gc(app: web.Application) -> None:
     freeze_gc()
 
 
+def graceful_stop(app: web.Application) -> None:
+    """SIGTERM or SIGINT (the supervisor forwards them to each worker) starts a drain: /readyz answers
+    503 at once and every response closes its connection, while requests are still served for
+    ``server.drain_seconds`` (the load balancer's time to stop sending here); then aiohttp's graceful
+    exit closes the listener, lets in-flight requests finish, and runs the cleanup contexts in reverse:
+    the dispatcher drains and releases what it did not send, SMPP binds unbind, the stores close.
+    A second signal skips the rest of the drain delay."""
+
+    async def install(app: web.Application) -> None:
+        ctx = app[CTX]
+        loop = asyncio.get_running_loop()
+
+        def stop_now() -> None:
+            raise web.GracefulExit()
+
+        def on_signal(signame: str) -> None:
+            if ctx.draining:
+                log.warning("second %s: stopping without waiting out the drain delay", signame)
+                stop_now()
+            ctx.draining = True
+            delay = ctx.settings.server.drain_seconds
+            log.info("%s: draining; the listener closes in %gs", signame, delay, extra={"drain_s": delay})
+            loop.call_later(delay, stop_now)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+
+    async def close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
+        if app[CTX].draining:
+            response.force_close()
+
+    app.on_startup.append(install)
+    app.on_response_prepare.append(close_when_draining)
+
+
 def create_app(
     settings: Settings, *, clock: Callable[[], float] = time.time, registry: CollectorRegistry | None = None
 ) -> web.Application:

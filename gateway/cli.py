@@ -31,7 +31,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from gateway import logs
-    from gateway.app import create_app, settle_gc
+    from gateway.app import create_app, graceful_stop, settle_gc
 
     settings = _settings(args)
     server = dataclasses.replace(
@@ -63,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     app = create_app(settings)
     app.on_startup.append(settle_gc)  # after every component started (their contexts run first)
+    graceful_stop(app)  # SIGTERM: /readyz 503 for server.drain_seconds, then aiohttp's graceful exit
     web.run_app(
         app,
         loop=event_loop(),
@@ -71,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print=None,
         access_log=None,
         shutdown_timeout=10.0,
-        handle_signals=True,
+        handle_signals=False,  # graceful_stop handles SIGTERM and SIGINT
         keepalive_timeout=server.idle_timeout_seconds,
         backlog=server.backlog,
         # after an early answer (408, 413) the rest of a body is drained for at most this long, so a

@@ -58,6 +58,8 @@ class ServerSettings:
     idle_timeout_seconds: float = 15.0
     body_timeout_seconds: float = 10.0  # a JSON body not complete by then: 408 request_timeout
     backlog: int = 1024  # listen queue: bursts of new connections wait here instead of being refused
+    # on SIGTERM: /readyz answers 503 this long while requests are still served, then the listener closes
+    drain_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,7 @@ _ENV = {
 
 _CHECKS: dict[str, Any] = {
     "server.port": lambda v: 0 < v < 65536 or "must be a port number 1-65535",
+    "server.drain_seconds": lambda v: 0 <= v <= 60 or "must be between 0 and 60",
     "server.max_body_bytes": lambda v: 1024 <= v <= 64 * 1024 * 1024 or "must be between 1024 and 67108864",
     "server.idle_timeout_seconds": lambda v: 1 <= v <= 3600 or "must be between 1 and 3600 seconds",
     "server.body_timeout_seconds": lambda v: 0.5 <= v <= 600 or "must be between 0.5 and 600 seconds",

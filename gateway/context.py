@@ -36,6 +36,7 @@ class Context:
     dispatcher: Dispatcher | None = None
     fillback: FillbackStore | None = None
     ready: bool = False
+    draining: bool = False  # SIGTERM came: /readyz says 503, responses close their connection
     exposition: CollectorRegistry | None = None  # what /metrics renders (all workers' under --workers)
     extras: dict[str, object] = field(default_factory=dict)
     fillback_down: bool = False  # the last fill-back write failed (logged once until one succeeds)

@@ -102,6 +102,7 @@ class Dispatcher:
         self._workers: list[asyncio.Task[None]] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._inflight = 0
+        self._stopping = False
         self._idle = asyncio.Event()
         self._early_receipts: dict[tuple[str, str], tuple[DeliveryReceipt, float]] = {}
         self._receipts: list[tuple[str, DeliveryReceipt, asyncio.Future[None]]] = []
@@ -142,7 +143,7 @@ class Dispatcher:
         """Until nothing is queued or in flight (tests, shutdown), or ``within`` seconds pass."""
         try:
             async with asyncio.timeout(within):
-                while self._queue.qsize() or self._inflight:
+                while (self._queue.qsize() and not self._stopping) or self._inflight:
                     self._idle.clear()
                     await self._idle.wait()
         except TimeoutError:
@@ -154,6 +155,8 @@ class Dispatcher:
     async def stop(self, grace: float = 5.0) -> None:
         if self._sweeper:
             self._sweeper.cancel()
+        self._stopping = True  # workers finish the message in hand and take no more
+        self._queue.put_nowait("")  # wake one idle worker (each one passes it on as it leaves)
         await self.drain(grace)
         for t in self._workers:
             t.cancel()
@@ -164,6 +167,44 @@ class Dispatcher:
             return_exceptions=True,
         )
         self._workers.clear()
+        released = await self.release_unsent()
+        if released:
+            log.info("released claims of messages not sent before stopping", extra={"released": released})
+
+    async def release_unsent(self) -> int:
+        """Messages still waiting in this process's queue at shutdown: those inserted already claimed by
+        this worker go back to ``queued`` without a claim (durably, fenced by our worker id), so the
+        next process's sweep sends them at once instead of after the lease. A submission cut off in
+        flight (past the drain grace) keeps its claim: the lease's takeover resubmits it, and the
+        carrier de-duplicates by our message id."""
+        released = 0
+        now = self.clock()
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item == "":
+                continue  # the stop wake-up
+            self._queued.discard(item if isinstance(item, str) else item.id)
+            if isinstance(item, str) or item.claimed_by != self.worker_id:
+                continue  # not claimed by us: it is queued in the store already
+            store = self.stores.for_id(item.id)
+            if store is None:
+                continue
+            try:
+                ok = await store.mark_retry(
+                    item.id,
+                    not_before=now,
+                    tried_routes=item.tried_routes,
+                    error_code=item.error_code or "",
+                    error_reason=item.error_reason or "",
+                    now=now,
+                    worker=self.worker_id,
+                )
+            except Exception:
+                log.exception("could not release a claim; its lease will", extra={"message_id": item.id})
+                continue
+            released += ok
+        self.m.dispatch_queue.set(0)
+        return released
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -177,6 +218,9 @@ class Dispatcher:
     async def _work(self) -> None:
         while True:
             mid = await self._queue.get()
+            if self._stopping:
+                self._queue.put_nowait(mid)  # left for release_unsent (and the next worker's wake-up)
+                return
             self._queued.discard(mid if isinstance(mid, str) else mid.id)
             self.m.dispatch_queue.set(self._queue.qsize())
             self._inflight += 1
@@ -188,7 +232,7 @@ class Dispatcher:
                 )
             finally:
                 self._inflight -= 1
-                if not self._inflight and not self._queue.qsize():
+                if not self._inflight and (self._stopping or not self._queue.qsize()):
                     self._idle.set()
 
     # ------------------------------------------------------------------ one message

@@ -30,12 +30,19 @@ async def readyz(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     checks = {
         "started": ctx.ready,
+        "draining": ctx.draining,
         "store": ctx.ready and await ctx.db.ping(),
         "store_writable": ctx.ready and all([await s.writable() for _, s in ctx.regions.all()]),
         "state": ctx.ready and await ctx.st.ping(),
         "route": ctx.ready and any(ctx.routes.is_up(r) for r in ctx.routes.routes),
     }
-    ok = checks["started"] and checks["store"] and checks["store_writable"] and checks["route"]
+    ok = (
+        checks["started"]
+        and not checks["draining"]
+        and checks["store"]
+        and checks["store_writable"]
+        and checks["route"]
+    )
     return web.json_response(
         {"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503
     )
