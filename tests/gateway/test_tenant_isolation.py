@@ -67,6 +67,11 @@ class World:
 
 
 async def build_world(gw: Gw) -> World:
+    # anti-fraud is enforced here (block lists are probed), and its score weighs the recipient's local
+    # hour: the world is built at midday UTC, so B's sends do not depend on when the suite runs
+    now = gw.clock()
+    midday = now // 86400 * 86400 + 12 * 3600
+    gw.clock.t = midday if midday <= now else midday - 86400
     a = await gw.tenant("acme-isolated", scopes=ALL, fraud_mode="enforce")
     b = await gw.tenant("intruder", scopes=ALL, fraud_mode="enforce")
     whoami = lambda key: gw.call("GET", "/v1/whoami", key)  # noqa: E731
