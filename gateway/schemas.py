@@ -93,9 +93,10 @@ def decode(body: bytes, typ: type[T]) -> T:
         raise ApiError("invalid_json", "The request body is not valid JSON.") from None
 
 
-async def json_body(request: Any, allow_empty: bool = False) -> bytes:
-    """The raw body of a JSON request, refused with 413 past ``server.max_body_bytes`` (uploads have their
-    own, larger limit) and with 408 when it has not all arrived within ``server.body_timeout_seconds``.
+async def json_body(request: Any, allow_empty: bool = False, limit: int | None = None) -> bytes:
+    """The raw body of a JSON request, refused with 413 past ``limit`` (default ``server.max_body_bytes``;
+    uploads have their own, larger limit) and with 408 when it has not all arrived within
+    ``server.body_timeout_seconds``.
 
     A body that came with the headers (the usual case) is taken as it is; one still arriving is read
     chunk by chunk, so an oversized body sent without a Content-Length is refused at the limit instead
@@ -103,7 +104,7 @@ async def json_body(request: Any, allow_empty: bool = False) -> bytes:
     from gateway.context import CTX
 
     server = request.app[CTX].settings.server
-    limit = server.max_body_bytes
+    limit = server.max_body_bytes if limit is None else limit
     if request.content_length is not None and request.content_length > limit:
         raise ApiError("payload_too_large", f"Request bodies are limited to {limit} bytes.")
     content = request.content

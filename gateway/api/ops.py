@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from aiohttp import web
@@ -10,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.api.registry import Query, endpoint
 from gateway.context import CTX
 from gateway.errors import ApiError
-from gateway.schemas import json_reply, token_matches
+from gateway.schemas import json_body, json_reply, token_matches
 
 
 @endpoint("GET", "/healthz", summary="Alive", tag="Operations")
@@ -55,6 +56,9 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+RECEIPTS_MAX_BYTES = 6 * 1024 * 1024  # what aiohttp's client_max_size allowed them before
+
+
 @endpoint(
     "POST",
     "/v1/carriers/{carrier}/receipts",
@@ -74,8 +78,11 @@ async def carrier_receipt(request: web.Request) -> web.Response:
     handle = getattr(carrier, "handle_receipt", None)
     if handle is None:
         raise ApiError("not_found", "No HTTP carrier of that name.")
+    # a carrier may post a batch, so the limit is the app's upload limit, not server.max_body_bytes; a
+    # body that stalls gets 408 after server.body_timeout_seconds like every other JSON body
+    raw = await json_body(request, limit=RECEIPTS_MAX_BYTES)
     try:
-        payload = await request.json()
+        payload = json.loads(raw)
     except ValueError:
         raise ApiError("invalid_json") from None
     if not isinstance(payload, dict | list):

@@ -165,3 +165,37 @@ async def test_the_receipts_of_one_post_are_applied_in_one_transaction_in_the_or
         by_carrier_id[rec.carrier_message_id] = rec
     assert by_carrier_id[sim_ids[0]].status == "failed" and by_carrier_id[sim_ids[0]].error_code == "001"
     assert all(by_carrier_id[sid].status == "delivered" for sid in sim_ids[1:])
+
+
+async def test_receipt_body_that_stalls_gets_408(gw: Gw) -> None:
+    """Receipts used to be read with request.json(): a body that stalled held the handler forever. Now
+    they go through json_body: 408 request_timeout after server.body_timeout_seconds."""
+    import asyncio
+    import dataclasses
+    import time
+
+    from tests.e2e import hostile
+
+    server = dataclasses.replace(gw.ctx.settings.server, body_timeout_seconds=1.0)
+    gw.ctx.settings = dataclasses.replace(gw.ctx.settings, server=server)
+    token = gw.ctx.extras["receipt_token"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.client.port)
+    t0 = time.monotonic()
+    writer.write(
+        f"POST /v1/carriers/sim/receipts?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+        + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        + b'{"id": '
+    )
+    try:
+        async with asyncio.timeout(20):
+            answer = await reader.read(65536)
+    finally:
+        writer.close()
+    assert hostile.status_of(answer) == 408, answer[:200]
+    assert b'"request_timeout"' in answer
+    assert 0.5 < time.monotonic() - t0 < 15
+    # the same receipt sent whole is still taken
+    resp = await gw.client.post(
+        f"/v1/carriers/sim/receipts?token={token}", json={"id": "x", "status": "delivered"}
+    )
+    assert resp.status == 200, await resp.text()
