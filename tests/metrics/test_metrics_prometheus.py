@@ -271,6 +271,7 @@ async def test_alert_expressions_select_what_they_should(prom: PromApi, scrape_t
         "SmsgwRouteDown": down,
         "SmsgwDeliveryFailureHigh": {("sim-b",)},  # 12 of 20 failed
         "SmsgwGatewayDown": set(),  # it is up
+        "SmsgwRedisFallback": set(),  # shared state is not in a fallback
         "SmsgwFraudBlocksSpike": set(),  # 2 blocks: under the minimum volume
         "SmsgwFillbackDropCountry": set(),  # no day-old value to compare with
         "SmsgwFillbackDropRoute": set(),
