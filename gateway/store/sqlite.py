@@ -5,6 +5,7 @@ The store's methods live in area modules (``sqlite_messages.py``, ``sqlite_priva
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -45,6 +46,25 @@ MIN_FREE_BYTES = 1 << 20
 def disk_writable(fs: os.statvfs_result, min_free: int = MIN_FREE_BYTES) -> bool:
     """A file system that is mounted read-write and has ``min_free`` bytes left for this user."""
     return not fs.f_flag & os.ST_RDONLY and fs.f_bavail * fs.f_frsize >= min_free
+
+
+def probe_write(directory: str) -> bool:
+    """Create, write and remove a small file in ``directory``: the file system really takes writes.
+
+    statvfs alone misses a file system the kernel turned read-only after an error: ext4 with
+    ``errors=remount-ro`` flags itself ``emergency_ro`` and keeps reporting read-write, while every
+    write fails with EROFS (tests/gateway/test_store_readonly.py)."""
+    probe = os.path.join(directory, f".smsgw-probe-{os.getpid()}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"1")
+        finally:
+            os.close(fd)
+        os.unlink(probe)
+    except OSError:
+        return False
+    return True
 
 
 def _pragmas(db: sqlite3.Connection, synchronous: str) -> None:
@@ -152,10 +172,13 @@ class SqliteEngine:
             return False
 
     async def writable(self) -> bool:
+        directory = str(Path(self.path).parent)
         try:
-            return disk_writable(os.statvfs(Path(self.path).parent))
+            if not disk_writable(os.statvfs(directory)):
+                return False
         except OSError:
             return False
+        return await asyncio.to_thread(probe_write, directory)
 
     # ----------------------------------------------------------------- helpers
     async def _write(self, statements: list[Statement], fetch: bool = False) -> tuple[int, list[sqlite3.Row]]:
