@@ -5,7 +5,6 @@ The store's methods live in area modules (``sqlite_messages.py``, ``sqlite_priva
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -178,7 +177,7 @@ class SqliteEngine:
                 return False
         except OSError:
             return False
-        return await asyncio.to_thread(probe_write, directory)
+        return probe_write(directory)  # a few µs, like the statvfs above; /readyz is polled every few s
 
     # ----------------------------------------------------------------- helpers
     async def _write(self, statements: list[Statement], fetch: bool = False) -> tuple[int, list[sqlite3.Row]]:
