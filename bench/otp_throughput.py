@@ -9,7 +9,8 @@ accepted message and has posted every receipt back, so dispatch and receipts are
 Everything it starts it stops, by PID.
 Usage: python bench/otp_throughput.py [--seconds 10] [--connections 50] [--rounds 3] [--profile stacks.txt]
 [--json]
-(``--profile``: py-spy samples the gateway during the measured OTP run and writes collapsed stacks,
+(``--profile``: py-spy samples the gateway during the measured OTP run (``--profile-case msg``: the
+messages run) and writes collapsed stacks,
 one ``frame;frame;… count`` line each, for a flame graph or a per-function sum; ``--json``: the last
 line is one JSON object with every figure.)
 """
@@ -286,7 +287,13 @@ def main() -> int:
     ap.add_argument(
         "--profile",
         metavar="FILE",
-        help="also sample the gateway with py-spy during the full-path run, collapsed stacks to FILE",
+        help="also sample the gateway with py-spy during one measured run, collapsed stacks to FILE",
+    )
+    ap.add_argument(
+        "--profile-case",
+        choices=["otp", "msg"],
+        default="otp",
+        help="which run --profile samples: the full OTP path (default) or POST /v1/messages",
     )
     ap.add_argument(
         "--rounds",
@@ -393,27 +400,28 @@ def main() -> int:
         run_wrk(gw_port, key, args.warmup, args.connections, otp_lua)  # warm-up (caches, sqlite pages)
         run_wrk(gw_port, key, max(args.warmup // 2, 1), args.connections, msg_lua)
         settle(sim_port, gw_pid, 0, within=15)
-        spy = None
-        if args.profile:
-            spy = subprocess.Popen(
-                [
-                    str(spy_bin),
-                    "record",
-                    "--pid",
-                    str(gw_pid),
-                    "--format",
-                    "raw",
-                    "--rate",
-                    "500",
-                    "--duration",
-                    str(args.seconds),
-                    "--output",
-                    args.profile,
-                    "--threads",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        spy_cmd = [
+            str(spy_bin),
+            "record",
+            "--pid",
+            str(gw_pid),
+            "--format",
+            "raw",
+            "--rate",
+            "500",
+            "--duration",
+            str(args.seconds),
+            "--output",
+            str(args.profile),
+            "--threads",
+            "--nonblocking",  # no pause of the gateway per sample: its CPU figures stay close to a plain run
+        ]
+
+        def sample(case: str) -> subprocess.Popen[bytes] | None:
+            if not args.profile or args.profile_case != case:
+                return None
+            return subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
         gw = {"server": gw_pid, "carrier": sim_pid}
         print(
             f"cores: {os.cpu_count()} (wrk, the server and, for the gateway, the sim-carrier share them); "
@@ -421,11 +429,14 @@ def main() -> int:
         )
         rounds: list[dict[str, Any]] = []
         for n in range(args.rounds):
+            spy = sample("otp") if n == 0 else None
             full = measured(gw_port, otp_lua, gw, gateway=True)
             if spy is not None:
                 spy.wait(30)
-                spy = None
+            spy = sample("msg") if n == 0 else None
             msg = measured(gw_port, msg_lua, gw, gateway=True)
+            if spy is not None:
+                spy.wait(30)
             bare = measured(bare_port, otp_lua, {"server": bare_pid}, gateway=False)
             if args.rounds > 1:
                 print(f"round {n + 1} of {args.rounds}")
