@@ -74,3 +74,15 @@ async def test_pumping_from_a_new_tenant_in_its_declared_country_is_still_refuse
     d = await rig.engine.evaluate(rig.req("+4915123000777", ip="203.0.113.7"))
     assert d.action == "challenge" and d.reasons[0].code == "range_sweep"
 
+
+async def test_the_in_process_window_plays_fresh_tenants_that_declare_their_countries() -> None:
+    from antifraud.evaluate import run_windows, window_origin
+
+    assert [window_origin(s) % 86400 / 3600 for s in (101, 102, 103)] == [1.0, 6.0, 11.0]
+    model = load_scorer()
+    (fig,) = await run_windows([101], 40.0, model=model, legit_rate=3.0)
+    new = fig.friction.families["new_tenant"]
+    assert new.requests == fig.legit.requests > 50, "every real user of a window is a new tenant's"
+    assert fig.families, "and the attacks ran"
+    (again,) = await run_windows([101], 40.0, model=model, legit_rate=3.0)
+    assert again.legit.requests == fig.legit.requests and again.legit.challenged == fig.legit.challenged
