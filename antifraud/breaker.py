@@ -118,7 +118,7 @@ def range_rules(ev: Evidence, s: FraudSettings) -> Finding | None:
         )
     # a country where this tenant's real users verify is never challenged as a whole (only the
     # blocks inside it): blocking a served country is the false-positive disaster to avoid
-    country_level = not ev.established
+    country_level = not ev.served
     if not route_outage(ev, s):
         for name in _PREFIX_ORDER:
             r = _view(ev, name)
@@ -160,8 +160,8 @@ def escalation(ev: Evidence, s: FraudSettings, attacked: bool = False) -> Findin
     if not ev.challenge_passed:
         return None
     for name in _CHALLENGE_ORDER:
-        if name == "t_cc" and ev.t_cc.long_verified >= s.farm_country_verified:
-            continue  # where the tenant has real users, their passed challenges must not look like a farm
+        if name == "t_cc" and (ev.declared_of > 0 or ev.t_cc.long_verified >= s.farm_country_verified):
+            continue  # where the tenant has (or declared) real users, their passed challenges are no farm
         r = _view(ev, name)
         if r.ch_passed >= s.farm_passes and r.ch_fail >= math.log(3.0):
             return Finding(

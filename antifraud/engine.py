@@ -463,12 +463,28 @@ class FraudEngine:
         return Decision("rate_limited", tuple(reasons), retry_after=worst, score=0.0)
 
     def _evidence(
-        self, req: FraudRequest, info: NumberInfo, country: str, snap: Snapshot, weight: float, hour: float
+        self,
+        req: FraudRequest,
+        info: NumberInfo,
+        country: str,
+        snap: Snapshot,
+        weight: float,
+        hour: float,
+        declared: frozenset[str] = frozenset(),
+        created_at: float | None = None,
     ) -> Evidence:
         s = self.settings
         rows = snap.reads
         lsent, lver, treq = rows[0]
-        views = [RangeView(row, s, weight if i < 2 else 0.0) for i, row in enumerate(rows[1:7])]
+        # the tenant's country range holds at most its age of history (its 100k blocks are judged
+        # against a day: real users are a few a day in a block, pumping concentrates there)
+        span = max(req.now - created_at, 1.0) if created_at is not None else 0.0
+        if span >= s.long_tau:
+            span = 0.0
+        views = [
+            RangeView(row, s, weight, span if i == 0 else 0.0) if i < 2 else RangeView(row, s)
+            for i, row in enumerate(rows[1:7])
+        ]
         pad = (0.0,) * (len(s.delay_mixture) + 5)
         views.insert(0, RangeView((0.0, 0.0, 0.0, 0.0, treq, lsent, lver, *pad), s))
         ns, nv, nh = rows[7]
@@ -508,6 +524,8 @@ class FraudEngine:
             has_ip=bool(req.client_ip),
             has_device=bool(req.device_id),
             challenge_passed=req.challenge_passed,
+            declared_of=len(declared) if country in declared else 0,
+            declared_volume=s.declared_country_volume,
         )
 
     def _weight(self, tenant_id: str, country: str) -> float:
@@ -557,7 +575,8 @@ class FraudEngine:
             # of a late or lost SMS (one-number pumping meets the number's limits and evidence)
             return Decision("allow", score=0.0, challenged=req.challenge_passed)
 
-        ev = self._evidence(req, info, country, snap, weight, self._local.hour(info.zone, now))
+        hour = self._local.hour(info.zone, now)
+        ev = self._evidence(req, info, country, snap, weight, hour, policy.declared, policy.created_at)
         if req.challenge_passed:
             esc = escalation(ev, self.settings, attacked=range_rules(ev, self.settings) is not None)
             if esc is not None:

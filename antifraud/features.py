@@ -127,7 +127,11 @@ class RangeView:
         "verified",
     )
 
-    def __init__(self, row: Sequence[float], settings: FraudSettings, p_ref: float = 0.0) -> None:
+    def __init__(
+        self, row: Sequence[float], settings: FraudSettings, p_ref: float = 0.0, span: float = 0.0
+    ) -> None:
+        """``span``: seconds of history the range can have, when shorter than the baseline window
+        (a tenant created minutes ago); 0: the whole window."""
         n, x, v, f, q, lsent, lver, h, j, k, e, u = row[:12]
         pend = 0.0
         i = 12
@@ -152,7 +156,10 @@ class RangeView:
         self.challenged = h
         self.ratio = (v + m) / (expected + m)
         self.deficit = (expected - v) / sqrt(expected + 1.0)
-        self.usual = settings.short_tau * lsent / settings.long_tau  # requests in τ short, usually
+        # requests in τ short, usually: the day's baseline, or for a range younger than a day its
+        # volume over its age (a new tenant's first minutes are not a spike over an empty day)
+        base = settings.long_tau if span <= 0.0 else min(settings.long_tau, max(span, settings.short_tau))
+        self.usual = settings.short_tau * lsent / base
         self.velocity = math.log((q + 1.0) / (self.usual + 1.0))
         c_expected = e * expected / x if x > 0 and e > 0 else 0.0
         self.c_ratio = (u + m) / (c_expected + m)
@@ -297,6 +304,22 @@ class Evidence:
     has_ip: bool
     has_device: bool
     challenge_passed: bool
+    # the tenant declared this destination (``TenantPolicy.declared``), of that many; 0: not declared
+    declared_of: int = 0
+    declared_volume: float = 0.0  # FraudSettings.declared_country_volume when declared
+
+    @property
+    def served(self) -> bool:
+        """Real users are expected here: the tenant's own verify (``established``) or it declared the
+        country. Country-level rules (a whole country challenged) stay off in a served country."""
+        return self.declared_of > 0 or self.established
+
+    @property
+    def cold_declared(self) -> bool:
+        """A declared country where the tenant has no real users of its own yet (cold start): its
+        empty history there says nothing, so the features that compare the destination with the
+        tenant's own past are taken from the declaration instead."""
+        return self.declared_of > 0 and not self.established
 
     @property
     def ranges(self) -> tuple[tuple[str, RangeView], ...]:
@@ -328,6 +351,19 @@ class Evidence:
         hour = self.local_hour
         angle = 2.0 * math.pi * hour / 24.0
         kind = self.info.kind
+        t_cc_velocity = self.t_cc.velocity
+        share = math.log((self.t_cc.long_sent + 1.0) / (self.t_all.long_sent + 1.0))
+        g_volume = math.log1p(self.g_cc.long_sent)
+        if self.cold_declared:
+            # judged against the declaration, not an empty history: the tenant's requests now spread
+            # over its declared countries (not a day's baseline it does not have yet), at least an even
+            # share of its traffic, and a destination the gateway sends to
+            n = float(self.declared_of)
+            t_cc_velocity = min(
+                t_cc_velocity, math.log((self.t_cc.requests + 1.0) / (self.t_all.requests / n + 1.0))
+            )
+            share = max(share, -math.log(n))
+            g_volume = max(g_volume, math.log1p(self.declared_volume))
         return [
             _clip(self.t_cc.deficit),
             math.log(self.t_cc.ratio),
@@ -340,7 +376,7 @@ class Evidence:
             _clip(self.g_p4.deficit),
             _clip(self.g_p3.deficit),
             min_log_ratio,
-            self.t_cc.velocity,
+            t_cc_velocity,
             self.t_p5.velocity,
             self.g_cc.velocity,
             self.g_p5.velocity,
@@ -362,12 +398,12 @@ class Evidence:
             math.cos(angle),
             math.log(self.risk / (1.0 - self.risk)),
             math.log(self.price),
-            math.log((self.t_cc.long_sent + 1.0) / (self.t_all.long_sent + 1.0)),
+            share,
             math.log1p(self.t_all.long_sent),
             self.g_cc.fail_share,
             1.0 if self.challenge_passed else 0.0,
             math.log1p(self.number_unverified),
-            math.log1p(self.g_cc.long_sent),
+            g_volume,
         ]
 
 

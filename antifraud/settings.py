@@ -84,6 +84,13 @@ class TenantPolicy:
     prefix_limit_digits: int = 4  # the "prefix" limit scope = E.164 minus this many digits
     challenge_threshold: float | None = None  # None: the model's own threshold
     enforce: bool = True  # False: monitor mode, decisions computed and logged but always allow
+    # The destinations the tenant declared it serves (``tenant create --countries``); None: its allowed
+    # countries when they are a list. Until the tenant has real users of its own there, a declared
+    # country is not "unusual" for it (``Evidence.vector``, cold start).
+    expected_countries: frozenset[str] | None = None
+    # When the tenant was created (epoch seconds; None: long ago). A tenant younger than the baseline
+    # window (a day) has baselines that cover only its age, so its usual volume is taken over its age.
+    created_at: float | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.number_types) - set(ALL_KINDS)
@@ -94,6 +101,12 @@ class TenantPolicy:
 
     def with_countries(self, countries: frozenset[str] | None) -> TenantPolicy:
         return replace(self, allowed_countries=countries)
+
+    @property
+    def declared(self) -> frozenset[str]:
+        """The countries the tenant declared (empty when it may send everywhere and said no more)."""
+        got = self.expected_countries if self.expected_countries is not None else self.allowed_countries
+        return got or frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +156,9 @@ class FraudSettings:
     farm_ratio: float = 0.5
     farm_open: float = 4.5  # such codes not verified (yet) in a 10k/100k block a rule flags: 5 (decayed)
     farm_country_verified: float = 20.0  # verifications a day above which a country has real users
+    # Cold start in a declared country: the gateway's volume there counts as at least this many sends a
+    # day (a destination the tenant said it serves is not unusual because the gateway is new to it).
+    declared_country_volume: float = 1000.0
     unverified_repeat_challenge: float = 3.0  # sends to one number in a day, none verified
     unverified_repeat_block: float = 6.0
     lift_seconds: float = 3600.0  # how long "lift a block" exempts a number/prefix from range rules

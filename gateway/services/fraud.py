@@ -56,9 +56,12 @@ class Fraud:
             return
         enforce = (await self._load(who.tenant.id)).get("fraud_mode", "enforce") != "monitor"
         if seen is None or seen[:2] != (countries, enforce):
+            # the tenant's countries are also what it declared it serves (a cold-start prior), and its
+            # creation time bounds how much history its baselines can hold
             allowed = None if "*" in countries else frozenset(countries)
             self.engine.set_tenant_policy(
-                who.tenant.id, TenantPolicy(allowed_countries=allowed, enforce=enforce)
+                who.tenant.id,
+                TenantPolicy(allowed_countries=allowed, enforce=enforce, created_at=who.tenant.created_at),
             )
         self._policies[who.tenant.id] = (countries, enforce, time.monotonic() + self._refresh)
 
