@@ -336,14 +336,17 @@ async def test_a_short_window_through_the_real_gateway(rig: tuple[Procs, str, st
     assert st.verify["verified"] == sum(st.verify.values()), st.verify
     assert fig.errors == Counter(), "nothing refused before anti-fraud"
 
-    # the sweeps: mostly refused, few SMS leaked (a fresh tenant: the first requests of a sweep pass)
+    # the sweeps: stopped after a few SMS (a fresh tenant: the first requests of a sweep pass, how many
+    # depends on the hour the test runs at, since the score weighs the destination's local time: 0-7 of
+    # ~20 seen), and refused from there on
     for fam in ("A1", "A2"):
         f = fig.families[fam]
         assert f.requests >= 8, fam
-        assert f.blocked_count >= 0.7, (fam, f.requests, f.sent)
-        assert f.leaks[0] <= 10, fam
+        assert f.stops and f.leaks[0] <= 10, (fam, f.requests, f.sent, f.leaks)
+        # "stopped" = from there on >= 95 % refused (docs/antifraud.md, Evaluation)
+        assert f.sent - f.leaks[0] <= 0.05 * f.requests + 1, (fam, f.requests, f.sent, f.leaks)
     sent = sum(fig.families[f].sent for f in ("A1", "A2"))
-    assert sent <= 0.15 * sum(fig.families[f].requests for f in ("A1", "A2"))
+    assert sent <= 20, sent
 
     # the gateway's own counters agree with what the client saw, to the request
     c = run.counters
