@@ -12,7 +12,20 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "smpp_throughput.py"
 
 def test_bench_runs_and_reports_every_case() -> None:
     run = subprocess.run(
-        [sys.executable, str(BENCH), "--seconds", "0.2", "--rounds", "2", "--warmup", "0.1"],
+        [
+            sys.executable,
+            str(BENCH),
+            "--seconds",
+            "0.2",
+            "--rounds",
+            "2",
+            "--warmup",
+            "0.1",
+            "--e2e-seconds",
+            "1",
+            "--e2e-rounds",
+            "1",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
