@@ -103,7 +103,16 @@ class Procs:
         return str(json.loads(r.stdout.strip().splitlines()[-1])["api_key"])
 
     def stop_all(self) -> None:
-        for p in reversed(self.started):
+        """SIGTERM each process still running, then a second SIGTERM a moment later: a gateway drains on
+        the first (``/readyz`` 503 for ``server.drain_seconds``) and skips the rest of that delay on the
+        second (gateway/app.py ``graceful_stop``), so a test's teardown does not wait out a load
+        balancer's drain; the shutdown itself (dispatcher drain, unbind, store close) still runs. The
+        drain delay is tested where it matters (test_graceful_shutdown.py)."""
+        running = [p for p in reversed(self.started) if p.poll() is None]
+        for p in running:
+            p.send_signal(signal.SIGTERM)
+        time.sleep(0.2)  # let each take the first signal (it starts the drain) before the second
+        for p in running:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         for p in self.started:
