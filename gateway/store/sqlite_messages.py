@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from operator import attrgetter
 
 from gateway.store.records import MessageRecord, OtpRecord
 from gateway.store.sqlite import SqliteEngine
 from gateway.store.tables import MSG_COLS, OTP_COLS, message_from
-from gateway.store.writer import Statement
 
 
-def insert_stmt(table: str, cols: list[str], obj: Any) -> Statement:
-    sql = f"INSERT INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    return sql, tuple(getattr(obj, c) for c in cols)
+def _insert_sql(table: str, cols: list[str]) -> str:
+    return f"INSERT INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+# the hot path's inserts: the SQL text built once (sqlite3's statement cache then finds the prepared
+# statement under the same string object) and a row's values taken by one C-level attrgetter, not a
+# generator of getattr calls per message
+_INSERT_MSG = _insert_sql("messages", MSG_COLS)
+_INSERT_OTP = _insert_sql("otps", OTP_COLS)
+_MSG_ROW = attrgetter(*MSG_COLS)
+_OTP_ROW = attrgetter(*OTP_COLS)
 
 
 class MessagesMixin(SqliteEngine):
@@ -35,7 +42,7 @@ class MessagesMixin(SqliteEngine):
 
     # ----------------------------------------------------------------- OTPs
     async def insert_otp(self, otp: OtpRecord, message: MessageRecord) -> None:
-        await self._write([insert_stmt("otps", OTP_COLS, otp), insert_stmt("messages", MSG_COLS, message)])
+        await self._write([(_INSERT_OTP, _OTP_ROW(otp)), (_INSERT_MSG, _MSG_ROW(message))])
 
     async def finish_otp(self, otp_id: str, status: str, now: float) -> bool:
         n, _ = await self._write(
@@ -51,7 +58,7 @@ class MessagesMixin(SqliteEngine):
 
     # ----------------------------------------------------------------- messages
     async def insert_message(self, message: MessageRecord) -> None:
-        await self._write([insert_stmt("messages", MSG_COLS, message)])
+        await self._write([(_INSERT_MSG, _MSG_ROW(message))])
 
     async def get_message(self, tenant_id: str | None, message_id: str) -> MessageRecord | None:
         cols = ", ".join(MSG_COLS)
