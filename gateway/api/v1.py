@@ -112,8 +112,8 @@ async def post_message(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "send")
     req = decode(await json_body(request), MessageRequest)
-    rec = await message_service.send_message(request.app[CTX], who, req)
-    return json_reply({"id": rec.id, "status": "queued", "to_masked": mask_phone(req.to)}, status=202)
+    rec, to_masked = await message_service.send_message(request.app[CTX], who, req)
+    return json_reply({"id": rec.id, "status": "queued", "to_masked": to_masked}, status=202)
 
 
 @endpoint(

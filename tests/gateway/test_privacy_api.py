@@ -108,6 +108,7 @@ async def test_marketing_needs_opt_in_and_stop_opts_out(gw: Gw) -> None:
     assert (await gw.call("POST", "/v1/consent", key, {"phone": de, "status": "opted_in"}))[0] == 200
     st, body, _ = await gw.call("POST", "/v1/messages", key, msg)
     assert st == 202, body
+    assert body["to_masked"] == "+49*********89"  # masked from the number the use case parsed
     gw.clock.advance(3600)  # (past the per-number rate limits)
     # the phone answers STOP to that sender: the tenant that messaged it loses the consent
     token = gw.ctx.extras["receipt_token"]
