@@ -307,6 +307,8 @@ class Evidence:
     # the tenant declared this destination (``TenantPolicy.declared``), of that many; 0: not declared
     declared_of: int = 0
     declared_volume: float = 0.0  # FraudSettings.declared_country_volume when declared
+    # the tenant is younger than the baseline window (``TenantPolicy.created_at``, a day)
+    young: bool = False
 
     @property
     def served(self) -> bool:
@@ -316,10 +318,12 @@ class Evidence:
 
     @property
     def cold_declared(self) -> bool:
-        """A declared country where the tenant has no real users of its own yet (cold start): its
-        empty history there says nothing, so the features that compare the destination with the
-        tenant's own past are taken from the declaration instead."""
-        return self.declared_of > 0 and not self.established
+        """A declared country where the tenant has no real users of its own yet (cold start), or any
+        declared country of a tenant younger than a day: its short history there says little (a
+        day's baseline it does not have, a share of a few minutes' traffic), so the features that
+        compare the destination with the tenant's own past are taken from the declaration, at
+        least, instead. Twenty verifications in the first hour do not make a baseline."""
+        return self.declared_of > 0 and (self.young or not self.established)
 
     @property
     def ranges(self) -> tuple[tuple[str, RangeView], ...]:
