@@ -599,7 +599,7 @@ class FraudEngine:
         rule = range_rules(ev, self.settings)
         if rule is not None:
             reasons.append(self._reason(rule, info, country))
-        x = ev.vector()
+        x = ev.vector(self.settings)
         if self.feature_log is not None:
             self.feature_log(req, x)
         score = self.model.score(x)

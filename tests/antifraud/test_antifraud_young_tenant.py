@@ -82,3 +82,23 @@ def test_a_young_tenant_stays_judged_against_its_declaration_after_its_first_ver
     # an undeclared country is not helped by the tenant's youth
     undeclared = evidence(t_cc=t_cc, t_all=t_all, young=True)
     assert not undeclared.cold_declared
+
+
+def test_a_young_tenants_few_unverified_codes_are_discounted_by_their_uncertainty() -> None:
+    # minutes old: 4 codes expected by now, 1 verified: within noise, not a collapsed fill-back
+    t_all = view(sent=10, verified=5, requests=10, long_sent=10, long_verified=5, span=300.0)
+    t_cc = view(sent=5, expected=4.0, verified=1, requests=5, long_sent=5, long_verified=1, span=300.0)
+    young = evidence(t_cc=t_cc, t_all=t_all, t_p5=t_cc, young=True)
+    old = evidence(t_cc=t_cc, t_all=t_all, t_p5=t_cc, young=False)
+    assert feature(young, "min_log_ratio") == feature(young, "t_cc_log_ratio")
+    for name in ("min_log_ratio", "t_cc_log_ratio"):
+        as_measured = feature(old, name)
+        assert as_measured < -0.3, name  # what a young tenant used to be judged on
+        assert as_measured < young.vector(S)[FEATURE_NAMES.index(name)] < 0.0, name
+    assert young.vector() == old.vector(S), "the discount needs the young tenant and the settings"
+    # pumping from the same young tenant: 60 codes expected, none verified, still far beyond noise
+    pumped = view(sent=70, expected=60.0, verified=0, requests=40, long_sent=70, span=300.0)
+    ev = evidence(t_cc=pumped, t_all=t_all, t_p5=pumped, young=True)
+    x = ev.vector(S)
+    assert x[FEATURE_NAMES.index("min_log_ratio")] < -2.0
+    assert x[FEATURE_NAMES.index("t_p5_deficit")] > 3.0
