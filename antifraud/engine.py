@@ -479,7 +479,8 @@ class FraudEngine:
         # the tenant's country range holds at most its age of history (its 100k blocks are judged
         # against a day: real users are a few a day in a block, pumping concentrates there)
         span = max(req.now - created_at, 1.0) if created_at is not None else 0.0
-        if span >= s.long_tau:
+        young = span > 0.0 and span < s.long_tau
+        if not young:
             span = 0.0
         views = [
             RangeView(row, s, weight, span if i == 0 else 0.0) if i < 2 else RangeView(row, s)
@@ -526,6 +527,7 @@ class FraudEngine:
             challenge_passed=req.challenge_passed,
             declared_of=len(declared) if country in declared else 0,
             declared_volume=s.declared_country_volume,
+            young=young,
         )
 
     def _weight(self, tenant_id: str, country: str) -> float:
@@ -597,7 +599,7 @@ class FraudEngine:
         rule = range_rules(ev, self.settings)
         if rule is not None:
             reasons.append(self._reason(rule, info, country))
-        x = ev.vector()
+        x = ev.vector(self.settings)
         if self.feature_log is not None:
             self.feature_log(req, x)
         score = self.model.score(x)

@@ -178,6 +178,15 @@ class RangeView:
         # requests in the last minutes well above the usual level (and at least a few)
         self.rising = q >= settings.breaker_velocity * self.usual + 2.0
 
+    def lower_bound(self, settings: FraudSettings) -> tuple[float, float]:
+        """``(ratio, deficit)`` with the expected verifications taken at their lower 1-σ bound
+        (``expected - √expected``): the safe direction for a range whose baseline is a few minutes
+        old, where a handful of codes not verified yet is noise, not missing verifications."""
+        e = self.expected
+        lo = max(e - math.sqrt(e), 0.0)
+        m = settings.prior_strength
+        return (self.verified + m) / (lo + m), (lo - self.verified) / math.sqrt(e + 1.0)
+
 
 @dataclass(frozen=True, slots=True)
 class Sweep:
@@ -307,6 +316,8 @@ class Evidence:
     # the tenant declared this destination (``TenantPolicy.declared``), of that many; 0: not declared
     declared_of: int = 0
     declared_volume: float = 0.0  # FraudSettings.declared_country_volume when declared
+    # the tenant is younger than the baseline window (``TenantPolicy.created_at``, a day)
+    young: bool = False
 
     @property
     def served(self) -> bool:
@@ -316,10 +327,12 @@ class Evidence:
 
     @property
     def cold_declared(self) -> bool:
-        """A declared country where the tenant has no real users of its own yet (cold start): its
-        empty history there says nothing, so the features that compare the destination with the
-        tenant's own past are taken from the declaration instead."""
-        return self.declared_of > 0 and not self.established
+        """A declared country where the tenant has no real users of its own yet (cold start), or any
+        declared country of a tenant younger than a day: its short history there says little (a
+        day's baseline it does not have, a share of a few minutes' traffic), so the features that
+        compare the destination with the tenant's own past are taken from the declaration, at
+        least, instead. Twenty verifications in the first hour do not make a baseline."""
+        return self.declared_of > 0 and (self.young or not self.established)
 
     @property
     def ranges(self) -> tuple[tuple[str, RangeView], ...]:
@@ -341,11 +354,22 @@ class Evidence:
     def number_unverified(self) -> float:
         return max(self.number_sent - self.number_verified, 0.0)
 
-    def vector(self) -> list[float]:
+    def vector(self, settings: FraudSettings | None = None) -> list[float]:
+        """The model's features. ``settings``: for a young tenant (``young``), the fill-back
+        features are taken at the lower 1-σ bound of the expected verifications
+        (:meth:`RangeView.lower_bound`); without settings (or for an older tenant), as measured."""
+        ranges = self.ranges
+        if self.young and settings is not None:
+            fill = [r.lower_bound(settings) for _, r in ranges]
+        else:
+            fill = [(r.ratio, r.deficit) for _, r in ranges]
         min_log_ratio = 0.0
-        for _, r in self.ranges:
+        for (_, r), (ratio, _) in zip(ranges, fill, strict=True):
             if r.expected >= 1.0:
-                min_log_ratio = min(min_log_ratio, math.log(r.ratio))
+                min_log_ratio = min(min_log_ratio, math.log(ratio))
+        (t_cc_ratio, t_cc_def), (_, t_p5_def), (_, g_cc_def), (_, g_p5_def), (_, g_p4_def), (_, g_p3_def) = (
+            fill
+        )
         ch_fail = max(self.t_cc.ch_fail, self.t_p5.ch_fail, self.g_p4.ch_fail)
         c_def = max(self.t_cc.c_deficit, self.t_p5.c_deficit, self.g_p4.c_deficit)
         hour = self.local_hour
@@ -365,16 +389,16 @@ class Evidence:
             share = max(share, -math.log(n))
             g_volume = max(g_volume, math.log1p(self.declared_volume))
         return [
-            _clip(self.t_cc.deficit),
-            math.log(self.t_cc.ratio),
+            _clip(t_cc_def),
+            math.log(t_cc_ratio),
             _clip(self.t_cc.long_deficit) if self.t_cc.rising else 0.0,
             _clip(self.t_p5.long_deficit) if self.t_p5.rising else 0.0,
             1.0 if self.established else 0.0,
-            _clip(self.t_p5.deficit),
-            _clip(self.g_cc.deficit),
-            _clip(self.g_p5.deficit),
-            _clip(self.g_p4.deficit),
-            _clip(self.g_p3.deficit),
+            _clip(t_p5_def),
+            _clip(g_cc_def),
+            _clip(g_p5_def),
+            _clip(g_p4_def),
+            _clip(g_p3_def),
             min_log_ratio,
             t_cc_velocity,
             self.t_p5.velocity,
