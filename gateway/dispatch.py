@@ -501,17 +501,17 @@ class Dispatcher:
             left = [i for i, rec in enumerate(found) if rec is None]
             if not left:
                 break
-            applied = await asyncio.gather(
-                *(
-                    store.apply_receipt(
+            applied = await store.apply_receipts(
+                [
+                    (
                         batch[i][0],
                         batch[i][1].carrier_message_id,
                         batch[i][1].status.value,
                         batch[i][1].error_code,
-                        now,
                     )
                     for i in left
-                )
+                ],
+                now,
             )
             for i, rec in zip(left, applied, strict=True):
                 found[i] = rec

@@ -300,6 +300,14 @@ class DispatchStore(Protocol):
         changes nothing (idempotent)."""
         ...
 
+    async def apply_receipts(
+        self, receipts: Sequence[tuple[str, str, str, str | None]], now: float
+    ) -> list[MessageRecord | None]:
+        """``apply_receipt`` for each ``(carrier, carrier_message_id, status, error_code)``, in order,
+        in one store operation (one group-committed write, not one per receipt); each one's updated
+        record or None, as ``apply_receipt`` gives it."""
+        ...
+
 
 class AuditStore(Protocol):
     """The audit log: an append-only hash chain (``gateway.privacy.audit``)."""

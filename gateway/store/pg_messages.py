@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.store.pg import PgEngine
@@ -105,3 +107,9 @@ class PgMessagesMixin(PgEngine):
             fetch=True,
         )
         return message_from(rows[0]) if rows else None
+
+    async def apply_receipts(
+        self, receipts: Sequence[tuple[str, str, str, str | None]], now: float
+    ) -> list[MessageRecord | None]:
+        """Concurrent ``apply_receipt`` calls: the PostgreSQL writer pipelines them into its batch."""
+        return list(await asyncio.gather(*(self.apply_receipt(c, m, s, e, now) for c, m, s, e in receipts)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from operator import attrgetter
 
 from gateway.store.records import MessageRecord, OtpRecord
@@ -20,6 +22,11 @@ _INSERT_MSG = _insert_sql("messages", MSG_COLS)
 _INSERT_OTP = _insert_sql("otps", OTP_COLS)
 _MSG_ROW = attrgetter(*MSG_COLS)
 _OTP_ROW = attrgetter(*OTP_COLS)
+_RECEIPT = (
+    "UPDATE messages SET status = ?, error_code = COALESCE(?, error_code), updated_at = ? "
+    "WHERE carrier = ? AND carrier_message_id = ? AND status IN ('submitted', 'sending') "
+    f"RETURNING {', '.join(MSG_COLS)}"
+)
 
 
 class MessagesMixin(SqliteEngine):
@@ -97,14 +104,24 @@ class MessagesMixin(SqliteEngine):
         self, carrier: str, carrier_message_id: str, status: str, error_code: str | None, now: float
     ) -> MessageRecord | None:
         _, rows = await self._write(
-            [
-                (
-                    f"UPDATE messages SET status = ?, error_code = COALESCE(?, error_code), updated_at = ? "
-                    f"WHERE carrier = ? AND carrier_message_id = ? AND status IN ('submitted', 'sending') "
-                    f"RETURNING {', '.join(MSG_COLS)}",
-                    (status, error_code, now, carrier, carrier_message_id),
-                )
-            ],
-            fetch=True,
+            [(_RECEIPT, (status, error_code, now, carrier, carrier_message_id))], fetch=True
         )
         return message_from(rows[0]) if rows else None
+
+    async def apply_receipts(
+        self, receipts: Sequence[tuple[str, str, str, str | None]], now: float
+    ) -> list[MessageRecord | None]:
+        """One writer operation for the whole batch: no task, future and operation per receipt."""
+
+        def apply(db: sqlite3.Connection) -> list[MessageRecord | None]:
+            out: list[MessageRecord | None] = []
+            for carrier, carrier_message_id, status, error_code in receipts:
+                rows = db.execute(_RECEIPT, (status, error_code, now, carrier, carrier_message_id)).fetchall()
+                out.append(message_from(rows[0]) if rows else None)
+            return out
+
+        if not receipts:
+            return []
+        assert self.writer is not None, "store is not open"
+        done: list[MessageRecord | None] = await self.writer.run_fn(apply)
+        return done

@@ -352,6 +352,12 @@ async def test_status_transitions_are_conditional_and_repeats_change_nothing(sto
     )  # final: a repeat is a no-op
     assert await store.apply_receipt("sim", "unknown", "delivered", None, T0 + 4) is None
     assert await store.get_message(None, msg.id) == delivered
+    # the batched form gives what the single one gives, per receipt and in order
+    assert await store.apply_receipts([], T0 + 5) == []
+    assert await store.apply_receipts(
+        [("sim", "c-1", "failed", "x"), ("sim", "unknown", "delivered", None)], T0 + 5
+    ) == [None, None]
+    assert await store.get_message(None, msg.id) == delivered
 
 
 async def test_retry_releases_the_claim_and_final_keeps_the_route_when_none_is_given(store: Store) -> None:
@@ -779,3 +785,24 @@ async def test_of_concurrent_outbox_claims_each_event_goes_to_one_process(opened
     finally:
         await other.close()
     assert len(got) == len(set(got)) == 20
+
+
+async def test_receipts_applied_as_one_batch_each_get_their_own_record(store: Store) -> None:
+    ring = store.keyring
+    a = message(ring, status="sending", claimed_by="w1")
+    b = message(ring, status="sending", claimed_by="w1")
+    for m in (a, b):
+        await store.insert_message(m)
+    assert await submit(store, a.id, worker="w1", carrier_id="c-a", now=T0 + 1)
+    assert await submit(store, b.id, worker="w1", carrier_id="c-b", now=T0 + 1)
+    got = await store.apply_receipts(
+        [
+            ("sim", "c-b", "failed", "e1"),
+            ("sim", "c-x", "delivered", None),
+            ("sim", "c-a", "delivered", None),
+        ],
+        T0 + 2,
+    )
+    assert [r.id if r else None for r in got] == [b.id, None, a.id]
+    assert [(r.status, r.error_code) for r in got if r] == [("failed", "e1"), ("delivered", None)]
+    assert await store.get_message(None, a.id) == got[2] and await store.get_message(None, b.id) == got[0]
