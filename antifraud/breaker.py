@@ -23,7 +23,9 @@ challenge_not_verifying    the request passed a challenge, but codes sent after 
                            challenges in its range are not verified (≥ 4 σ, ≤ 0.35; where a
                            range rule fires for the request: ≥ 2 σ, ≤ 0.5, a CAPTCHA farm
                            that passes every challenge; or ≥ 5 such codes still open in
-                           a 10k/100k block a rule flags)
+                           a 10k/100k block a rule flags; in a country the tenant does not
+                           serve, a day old or more, where none of its codes was ever
+                           verified and ≥ 2 recent challenges mostly failed: one such code)
 =========================  ===============================================================  =========
 
 **Breakers lift by themselves.** Nothing is latched: every request re-reads decayed counters. Once
@@ -147,6 +149,19 @@ def range_rules(ev: Evidence, s: FraudSettings) -> Finding | None:
     return None
 
 
+def _unproven(ev: Evidence, s: FraudSettings) -> bool:
+    """A country where a tenant a day old or more never had a code verified (its day's decayed
+    counter), and whose recent challenges were mostly not passed. A younger tenant's empty history
+    there says nothing yet (``Evidence.young``)."""
+    r = ev.t_cc
+    return (
+        not ev.young
+        and r.long_verified < s.unproven_verified
+        and r.challenged >= s.unproven_challenges
+        and r.ch_fail >= math.log(2.0)
+    )
+
+
 def escalation(ev: Evidence, s: FraudSettings, attacked: bool = False) -> Finding | None:
     """For a request that passed a challenge: block when the range is under attack and challenges
     are passed far more often than its real users could, or passed challenges are not verifying.
@@ -167,6 +182,16 @@ def escalation(ev: Evidence, s: FraudSettings, attacked: bool = False) -> Findin
             return Finding(
                 "challenge_farm", "block", name, f"{r.ch_passed:.0f} challenges passed, most others failed"
             )
+    r = ev.t_cc
+    if not ev.served and _unproven(ev, s) and r.ch_open >= s.unproven_open:
+        # where nothing was ever verified and challenges fail, a code sent after a passed challenge
+        # that is still not verified makes the next passed challenge a farm's
+        return Finding(
+            "challenge_not_verifying",
+            "block",
+            "t_cc",
+            f"{r.ch_open:.0f} codes sent after passed challenges unverified, none ever verified here",
+        )
     if attacked:
         for name in _BLOCK_ORDER:
             r = _view(ev, name)

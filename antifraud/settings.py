@@ -156,6 +156,13 @@ class FraudSettings:
     farm_ratio: float = 0.5
     farm_open: float = 4.5  # such codes not verified (yet) in a 10k/100k block a rule flags: 5 (decayed)
     farm_country_verified: float = 20.0  # verifications a day above which a country has real users
+    # A country the tenant does not serve and where none of its codes was ever verified (the day's
+    # decayed counter below this), with this many recent challenges there, mostly failed: a passed
+    # challenge is blocked once a code sent after an earlier passed one stays unverified (an adaptive
+    # prober with a CAPTCHA farm, which takes a fresh block after each refusal).
+    unproven_verified: float = 0.5
+    unproven_challenges: float = 2.0
+    unproven_open: float = 0.9
     # Cold start in a declared country: the gateway's volume there counts as at least this many sends a
     # day (a destination the tenant said it serves is not unusual because the gateway is new to it).
     declared_country_volume: float = 1000.0

@@ -155,6 +155,9 @@ async def test_a_number_asked_again_and_again_without_verifying(make_rig) -> Non
 
 async def test_a_captcha_farm_in_an_attacked_block_is_blocked(make_rig) -> None:  # type: ignore[no-untyped-def]
     rig: Rig = make_rig(policy=ANY)
+    # in a country with real users of the tenant (where nothing was ever verified, the farm's second
+    # passed challenge is already refused: test_where_nothing_was_ever_verified_...)
+    await serve_country(rig)
     seen = []
     for i in range(60):
         rig.clock.now += 2
@@ -281,3 +284,50 @@ async def test_settings_tune_the_rules(make_rig) -> None:  # type: ignore[no-unt
         rig.clock.now += 3
         assert await rig.send(BLOCK.format(i)) == "allow"
     assert await rig.send(BLOCK.format(2)) == "challenge"
+
+
+UZ_BLOCK = "+99890123{:04d}"  # one 10k block of Uzbek mobile numbers
+
+
+async def probe_uz(rig: Rig, tenant: str = "t1", block: str = UZ_BLOCK) -> None:
+    """An adaptive prober's first block: a sweep, challenged from its sixth number on."""
+    got = []
+    for i in range(10):
+        rig.clock.now += 5
+        got.append(await rig.send(block.format(i), tenant=tenant))
+    assert got[:5] == ["allow"] * 5 and got[5:] == ["challenge"] * 5, got
+    rig.clock.now += 120
+
+
+async def test_where_nothing_was_ever_verified_a_farms_second_passed_challenge_is_blocked(make_rig) -> None:  # type: ignore[no-untyped-def]
+    # an adaptive prober with a CAPTCHA farm moves to a fresh block after its refusals: in a country
+    # where none of the tenant's codes was ever verified and its challenges fail, the farm's first
+    # passed challenge gets its code; while that code stays unverified, the next one is refused
+    rig: Rig = make_rig(policy=ANY)
+    await probe_uz(rig)
+    assert await rig.send("+998937770001", passed=True) == "allow"
+    rig.clock.now += 60
+    d = await rig.engine.evaluate(rig.req("+998937770002", passed=True))
+    assert d.action == "block" and d.reasons[0].code == "challenge_not_verifying", d.reasons
+    assert d.reasons[0].scope == "country" and "none ever verified here" in d.reasons[0].message
+
+
+async def test_one_verified_code_or_a_young_tenant_keeps_a_country_out_of_that_rule(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    sent_at = rig.clock.now
+    assert await rig.send("+998931112233") == "allow"  # a real user, who types the code in
+    await verify(rig, "+998931112233", sent_at)
+    await probe_uz(rig)
+    assert await rig.send("+998937770001", passed=True) == "allow"
+    rig.clock.now += 60
+    d = await rig.engine.evaluate(rig.req("+998937770002", passed=True))
+    assert d.action == "allow", d.reasons
+    # a tenant created an hour ago has no history to speak of yet: its empty one is not evidence
+    rig.engine.set_tenant_policy(
+        "t2", TenantPolicy(allowed_countries=None, limits=(), created_at=rig.clock.now - 3600)
+    )
+    await probe_uz(rig, "t2", "+99890456{:04d}")
+    assert await rig.send("+998937770008", tenant="t2", passed=True) == "allow"
+    rig.clock.now += 60
+    d = await rig.engine.evaluate(rig.req("+998937770009", tenant="t2", passed=True))
+    assert d.action == "allow", d.reasons
