@@ -150,12 +150,13 @@ def range_rules(ev: Evidence, s: FraudSettings) -> Finding | None:
 
 
 def _unproven(ev: Evidence, s: FraudSettings) -> bool:
-    """A country where a tenant a day old or more never had a code verified (its day's decayed
-    counter), and whose recent challenges were mostly not passed. A younger tenant's empty history
-    there says nothing yet (``Evidence.young``)."""
+    """A country the tenant neither serves nor declared, where, a day old or more, it never had a code
+    verified (its day's decayed counter), and whose recent challenges were mostly not passed. A
+    younger tenant's empty history there says nothing yet (``Evidence.young``)."""
     r = ev.t_cc
     return (
-        not ev.young
+        not ev.served
+        and not ev.young
         and r.long_verified < s.unproven_verified
         and r.challenged >= s.unproven_challenges
         and r.ch_fail >= math.log(2.0)
@@ -183,7 +184,7 @@ def escalation(ev: Evidence, s: FraudSettings, attacked: bool = False) -> Findin
                 "challenge_farm", "block", name, f"{r.ch_passed:.0f} challenges passed, most others failed"
             )
     r = ev.t_cc
-    if not ev.served and _unproven(ev, s) and r.ch_open >= s.unproven_open:
+    if _unproven(ev, s) and r.ch_open >= s.unproven_open:
         # where nothing was ever verified and challenges fail, a code sent after a passed challenge
         # that is still not verified makes the next passed challenge a farm's
         return Finding(

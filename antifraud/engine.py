@@ -479,7 +479,7 @@ class FraudEngine:
         # the tenant's country range holds at most its age of history (its 100k blocks are judged
         # against a day: real users are a few a day in a block, pumping concentrates there)
         span = max(req.now - created_at, 1.0) if created_at is not None else 0.0
-        young = span > 0.0 and span < s.long_tau
+        young = 0.0 < span < s.long_tau
         if not young:
             span = 0.0
         views = [

@@ -103,10 +103,7 @@ class MessagesMixin(SqliteEngine):
     async def apply_receipt(
         self, carrier: str, carrier_message_id: str, status: str, error_code: str | None, now: float
     ) -> MessageRecord | None:
-        _, rows = await self._write(
-            [(_RECEIPT, (status, error_code, now, carrier, carrier_message_id))], fetch=True
-        )
-        return message_from(rows[0]) if rows else None
+        return (await self.apply_receipts([(carrier, carrier_message_id, status, error_code)], now))[0]
 
     async def apply_receipts(
         self, receipts: Sequence[tuple[str, str, str, str | None]], now: float
