@@ -385,7 +385,8 @@ async def sim_receipt_delay(session: aiohttp.ClientSession, sim_carrier: str) ->
 
 # ---- a run ------------------------------------------------------------------------------------------
 
-Provision = Callable[[str], Awaitable[tuple[str, str]]]  # tenant name → (tenant_id, api_key)
+# (tenant name, the countries its real users are in, or None: it declares none) → (tenant_id, api_key)
+Provision = Callable[[str, frozenset[str] | None], Awaitable[tuple[str, str]]]
 
 
 @dataclass(slots=True)
@@ -398,6 +399,7 @@ class HttpRun:
     wall_seconds: float
     gateway: str
     receipt_delay_ms: float | None = None  # the sim-carrier's, read from its /stats before the run
+    declared: bool = True  # the tenants declared the countries of their real users (expected countries)
 
 
 def countries_touched(window: WindowConfig) -> list[str]:
@@ -423,9 +425,12 @@ async def run_http(
     concurrency: int = 64,
     clock: Callable[[], float] = time.time,
     session: aiohttp.ClientSession | None = None,
+    declared: bool = True,
 ) -> HttpRun:
-    """Create one real tenant per simulated tenant (``provision``; fraud mode enforce, every country),
-    play the window in real time through :class:`HttpDriver`, and take the gateway's counters over it."""
+    """Create one real tenant per simulated tenant (``provision``; fraud mode enforce, every country
+    allowed, and with ``declared`` the countries of its real users expected, as a tenant that says
+    where its users are does), play the window in real time through :class:`HttpDriver`, and take
+    the gateway's counters over it."""
     own = session is None
     s = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
@@ -433,7 +438,8 @@ async def run_http(
         tenants: dict[str, str] = {}
         keys: dict[str, str] = {}
         for spec in window_tenants(window):
-            tid, key = await provision(f"sim-{window.seed}-{spec.id}-{stamp}")
+            expected = frozenset(cc for cc, _ in spec.countries) if declared else None
+            tid, key = await provision(f"sim-{window.seed}-{spec.id}-{stamp}", expected)
             tenants[spec.id], keys[spec.id] = tid, key
         for cc in countries_touched(window):
             mobile_blocks(cc)
@@ -448,7 +454,7 @@ async def run_http(
     finally:
         if own:
             await s.close()
-    return HttpRun(window, result, driver.stats, tenants, after.minus(before), wall, gateway, delay)
+    return HttpRun(window, result, driver.stats, tenants, after.minus(before), wall, gateway, delay, declared)
 
 
 # ---- the report ------------------------------------------------------------------------------------
@@ -571,6 +577,7 @@ def summary(run: HttpRun) -> dict[str, Any]:
         "tail": run.window.tail,
         "wall_seconds": round(run.wall_seconds, 1),
         "tenants": run.tenants,
+        "declared": run.declared,
         "families": {
             fam: {
                 "requests": f.requests,
@@ -647,6 +654,15 @@ def report_http(run: HttpRun) -> str:
     out(
         f"# Anti-fraud over HTTP: a SHORT real-time run ({w.seconds:.0f} s of traffic + {w.tail:.0f} s "
         f"tail, {run.wall_seconds:.0f} s wall), seed {w.seed}, {len(run.tenants)} tenant(s), {run.gateway}"
+    )
+    out("")
+    out(
+        "Tenants may send everywhere and "
+        + (
+            "declare the countries their real users are in (`tenant create --expect`)."
+            if run.declared
+            else "declare no countries (`--undeclared`): every first send to a country is a cold start."
+        )
     )
     out("")
     out(
@@ -767,7 +783,8 @@ async def simulate_command(
     provision: Provision,
     *,
     as_json: bool = False,
+    declared: bool = True,
 ) -> str:
     """``smsgw simulate``: the run and its report (markdown, or JSON)."""
-    run = await run_http(gateway, sim_carrier, window, provision)
+    run = await run_http(gateway, sim_carrier, window, provision, declared=declared)
     return json.dumps(summary(run), indent=2, sort_keys=True) if as_json else report_http(run)

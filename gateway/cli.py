@@ -99,23 +99,33 @@ async def _tenant_create(
     scopes: frozenset[str],
     countries: frozenset[str],
     fraud_mode: str = "enforce",
+    expected: frozenset[str] | None = None,
 ) -> dict[str, str]:
     from gateway.app import open_stores
     from gateway.auth import create_tenant
+    from gateway.services.fraud import EXPECTED_KEY
 
     store = open_stores(settings).control
     await store.open()
     try:
         tenant, api_key = await create_tenant(store, name, scopes, countries, time.time())
+        changes: dict[str, object] = {}
         if fraud_mode != "enforce":
-            await store.update_tenant_settings(tenant.id, {"fraud_mode": fraud_mode})
+            changes["fraud_mode"] = fraud_mode
+        if expected:
+            changes[EXPECTED_KEY] = sorted(expected)
+        if changes:
+            await store.update_tenant_settings(tenant.id, changes)
+        details: dict[str, object] = {"name": name, "scopes": sorted(scopes), "countries": sorted(countries)}
+        if expected:
+            details["expected_countries"] = sorted(expected)
         await store.append_audit(
             at=time.time(),
             actor="cli",
             tenant_id=tenant.id,
             action="tenant.create",
             target=tenant.id,
-            details={"name": name, "scopes": sorted(scopes), "countries": sorted(countries)},
+            details=details,
         )
     finally:
         await store.close()
@@ -165,22 +175,29 @@ def cmd_tenant_key_add(args: argparse.Namespace) -> int:
 
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
-    import phonenumbers
+    from gateway.phone import country_codes
 
     settings = _settings(args)
     scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
-    if args.countries is None:
-        countries = frozenset(settings.default_tenant_countries)
-    elif args.countries.strip().upper() == "ALL":
-        countries = frozenset({"*"})
-    else:
-        countries = frozenset(c.strip().upper() for c in args.countries.split(",") if c.strip())
-        unknown = sorted(c for c in countries if c not in phonenumbers.SUPPORTED_REGIONS)
-        if unknown:
-            print(f"smsgw: unknown country code(s): {', '.join(unknown)}", file=sys.stderr)
-            return 2
     try:
-        out = asyncio.run(_tenant_create(settings, args.name, scopes, countries, args.fraud_mode))
+        if args.countries is None:
+            countries = frozenset(settings.default_tenant_countries)
+        elif args.countries.strip().upper() == "ALL":
+            countries = frozenset({"*"})
+        else:
+            countries = country_codes(args.countries.split(","))
+        expected = country_codes(args.expect.split(",")) if args.expect is not None else None
+        if expected is not None and not expected:
+            raise ValueError("--expect needs at least one country code")
+        if expected and "*" not in countries and expected - countries:
+            raise ValueError(
+                f"--expect names countries outside --countries: {', '.join(sorted(expected - countries))}"
+            )
+    except ValueError as e:
+        print(f"smsgw: {e}", file=sys.stderr)
+        return 2
+    try:
+        out = asyncio.run(_tenant_create(settings, args.name, scopes, countries, args.fraud_mode, expected))
     except ValueError as e:
         print(f"smsgw: {e}", file=sys.stderr)
         return 2
@@ -347,11 +364,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"smsgw: {e}", file=sys.stderr)
         return 2
 
-    async def provision(name: str) -> tuple[str, str]:
-        out = await _tenant_create(settings, name, frozenset({"send", "verify"}), frozenset({"*"}), "enforce")
+    async def provision(name: str, expected: frozenset[str] | None) -> tuple[str, str]:
+        scopes, everywhere = frozenset({"send", "verify"}), frozenset({"*"})
+        out = await _tenant_create(settings, name, scopes, everywhere, "enforce", expected)
         return out["tenant_id"], out["api_key"]
 
-    print(asyncio.run(simulate_command(args.gateway, args.sim_carrier, window, provision, as_json=args.json)))
+    run = simulate_command(
+        args.gateway, args.sim_carrier, window, provision, as_json=args.json, declared=not args.undeclared
+    )
+    print(asyncio.run(run))
     return 0
 
 
@@ -396,6 +417,12 @@ def parser() -> argparse.ArgumentParser:
     tc.add_argument("--scopes", default="send,verify")
     tc.add_argument(
         "--countries", help="ALL or a comma list of ISO codes (default: the operator's safe list)"
+    )
+    tc.add_argument(
+        "--expect",
+        metavar="US,DE,...",
+        help="the countries its users are in, for anti-fraud's cold start (a new tenant's first sends "
+        "there are not 'unusual'); default: --countries when it is a list",
     )
     tc.add_argument(
         "--fraud-mode",
@@ -473,6 +500,11 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="seconds between release probes (POST /v1/fraud/check) after each campaign; 0: none",
+    )
+    sm.add_argument(
+        "--undeclared",
+        action="store_true",
+        help="tenants declare no countries (default: each expects its real users' countries, --expect)",
     )
     sm.add_argument("--json", action="store_true", help="print the figures as JSON")
     sm.add_argument("--config")

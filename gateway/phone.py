@@ -71,3 +71,13 @@ def parse_number(text: str) -> Number:
     if isinstance(res, str):
         raise ApiError("invalid_number", f"'to' {res}")
     return res
+
+
+def country_codes(values: list[str] | tuple[str, ...]) -> frozenset[str]:
+    """ISO 3166-1 alpha-2 codes that phone numbers exist for (upper-cased, blanks dropped); raises
+    ``ValueError`` naming every unknown one."""
+    codes = frozenset(v.strip().upper() for v in values if v.strip())
+    unknown = sorted(c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS)
+    if unknown:
+        raise ValueError(f"unknown country code(s): {', '.join(unknown)}")
+    return codes

@@ -3,7 +3,7 @@ recent refusals, allow-lists, lifting and adding blocks."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from aiohttp import web
@@ -12,9 +12,11 @@ from gateway.api.registry import Query, endpoint
 from gateway.auth import authenticate, require
 from gateway.context import CTX
 from gateway.errors import ApiError
-from gateway.phone import parse_number
+from gateway.phone import country_codes, parse_number
 from gateway.privacy.mask import mask_phone
 from gateway.schemas import decode, json_body, query_int
+from gateway.services.fraud import EXPECTED_KEY, expected_countries
+from gateway.store.records import Principal
 
 
 class ListRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -111,6 +113,67 @@ async def mode(request: web.Request) -> web.Response:
         details={"mode": req.mode},
     )
     return web.json_response({"mode": req.mode})
+
+
+class ExpectedRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    countries: list[str]  # ISO codes; [] = none declared (its allowed countries, when a list, stand in)
+
+
+def _expected_answer(who: Principal, settings: dict[str, Any]) -> web.Response:
+    got = expected_countries(settings)
+    allowed = who.tenant.countries
+    source = "expected" if got is not None else ("allowed" if "*" not in allowed else "none")
+    used = got if got is not None else (frozenset() if "*" in allowed else allowed)
+    return web.json_response({"countries": sorted(got or ()), "in_use": sorted(used), "source": source})
+
+
+@endpoint(
+    "PUT",
+    "/v1/fraud/expected-countries",
+    summary="the countries the tenant's users are in: a new tenant's first sends there are not 'unusual'",
+    tag="Anti-fraud",
+    scope="admin",
+    body=ExpectedRequest,
+    errors=("invalid_request", "unauthorized", "forbidden"),
+)
+async def put_expected(request: web.Request) -> web.Response:
+    who = await authenticate(request)
+    require(who, "admin")
+    ctx = request.app[CTX]
+    req = decode(await json_body(request), ExpectedRequest)
+    try:
+        codes = country_codes(req.countries)
+    except ValueError as e:
+        raise ApiError("invalid_request", f"countries: {e}.") from None
+    if "*" not in who.tenant.countries and codes - who.tenant.countries:
+        outside = ", ".join(sorted(codes - who.tenant.countries))
+        raise ApiError("invalid_request", f"countries: this tenant may not send to {outside}.")
+    settings = await ctx.db.update_tenant_settings(who.tenant.id, {EXPECTED_KEY: sorted(codes)})
+    ctx.fraud.forget_policy(who.tenant.id)
+    await ctx.db.append_audit(
+        at=ctx.clock(),
+        actor=f"tenant:{who.tenant.id}:admin",
+        tenant_id=who.tenant.id,
+        action="fraud.expected_countries",
+        target=who.tenant.id,
+        details={"countries": sorted(codes)},
+    )
+    return _expected_answer(who, settings)
+
+
+@endpoint(
+    "GET",
+    "/v1/fraud/expected-countries",
+    summary="the countries anti-fraud expects the tenant's users in, and where that comes from",
+    tag="Anti-fraud",
+    scope="admin",
+    errors=("unauthorized", "forbidden"),
+)
+async def get_expected(request: web.Request) -> web.Response:
+    who = await authenticate(request)
+    require(who, "admin")
+    settings = await request.app[CTX].db.tenant_settings(who.tenant.id)
+    return _expected_answer(who, settings.get(who.tenant.id, {}))
 
 
 @endpoint(

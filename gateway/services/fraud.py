@@ -31,6 +31,17 @@ log = logging.getLogger("smsgw.fraud")
 
 SettingsLoader = Callable[[str], Awaitable[dict[str, Any]]]
 
+EXPECTED_KEY = "expected_countries"  # in the tenant's settings: a list of ISO codes
+
+
+def expected_countries(settings: dict[str, Any]) -> frozenset[str] | None:
+    """The destinations a tenant said its users are in (a list of ISO codes in its settings); None
+    when it said none (an empty or absent list): its allowed countries stand in when they are a list."""
+    got = settings.get(EXPECTED_KEY)
+    if not isinstance(got, list) or not got:
+        return None
+    return frozenset(str(c) for c in got)
+
 
 class Fraud:
     """The engine plus each tenant's policy: its destination countries, and ``fraud_mode`` from the
@@ -47,23 +58,33 @@ class Fraud:
         self.m = instruments
         self._load = tenant_settings
         self._refresh = refresh_s
-        self._policies: dict[str, tuple[frozenset[str], bool, float]] = {}
+        # tenant → (its countries, enforce, its expected countries, when to read its settings again)
+        self._policies: dict[str, tuple[frozenset[str], bool, frozenset[str] | None, float]] = {}
 
     async def _policy(self, who: Principal) -> None:
         countries = who.tenant.countries
         seen = self._policies.get(who.tenant.id)
-        if seen is not None and seen[0] == countries and time.monotonic() < seen[2]:
+        if seen is not None and seen[0] == countries and time.monotonic() < seen[3]:
             return
-        enforce = (await self._load(who.tenant.id)).get("fraud_mode", "enforce") != "monitor"
-        if seen is None or seen[:2] != (countries, enforce):
-            # the tenant's countries are also what it declared it serves (a cold-start prior), and its
-            # creation time bounds how much history its baselines can hold
+        settings = await self._load(who.tenant.id)
+        enforce = settings.get("fraud_mode", "enforce") != "monitor"
+        expected = expected_countries(settings)
+        if seen is None or seen[:3] != (countries, enforce, expected):
+            # what the tenant declared it serves is a cold-start prior: its expected countries
+            # (``tenant create --expect``, ``PUT /v1/fraud/expected-countries``), else its allowed
+            # countries when they are a list; its creation time bounds how much history its
+            # baselines can hold
             allowed = None if "*" in countries else frozenset(countries)
             self.engine.set_tenant_policy(
                 who.tenant.id,
-                TenantPolicy(allowed_countries=allowed, enforce=enforce, created_at=who.tenant.created_at),
+                TenantPolicy(
+                    allowed_countries=allowed,
+                    expected_countries=expected,
+                    enforce=enforce,
+                    created_at=who.tenant.created_at,
+                ),
             )
-        self._policies[who.tenant.id] = (countries, enforce, time.monotonic() + self._refresh)
+        self._policies[who.tenant.id] = (countries, enforce, expected, time.monotonic() + self._refresh)
 
     def forget_policy(self, tenant_id: str) -> None:
         self._policies.pop(tenant_id, None)

@@ -312,9 +312,19 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Procs,
 async def test_a_short_window_through_the_real_gateway(rig: tuple[Procs, str, str]) -> None:
     procs, gateway, sim = rig
 
-    async def provision(name: str) -> tuple[str, str]:
+    async def provision(name: str, expected: frozenset[str] | None) -> tuple[str, str]:
+        assert expected, "the window's tenants declare the countries of their real users"
         r = await asyncio.to_thread(
-            procs.smsgw, "tenant", "create", name, "--countries", "ALL", "--fraud-mode", "enforce"
+            procs.smsgw,
+            "tenant",
+            "create",
+            name,
+            "--countries",
+            "ALL",
+            "--expect",
+            ",".join(sorted(expected)),
+            "--fraud-mode",
+            "enforce",
         )
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout.strip().splitlines()[-1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from tests.e2e.procs import Procs
 
@@ -21,6 +22,21 @@ def test_tenant_create_refuses_bad_input(procs: Procs) -> None:
     assert r.returncode == 2 and "unknown scope" in r.stderr
     r = procs.smsgw("tenant", "create", "acme", "--countries", "DE,XX")
     assert r.returncode == 2 and "XX" in r.stderr
+
+
+def test_tenant_create_stores_the_countries_its_users_are_expected_in(procs: Procs) -> None:
+    r = procs.smsgw("tenant", "create", "acme", "--countries", "ALL", "--expect", "de, fr")
+    assert r.returncode == 0, r.stderr
+    tenant = json.loads(r.stdout.strip().splitlines()[-1])["tenant_id"]
+    with sqlite3.connect(procs.workdir / "smsgw.db") as db:
+        (settings,) = db.execute("SELECT settings FROM tenants WHERE id = ?", (tenant,)).fetchone()
+    assert json.loads(settings)["expected_countries"] == ["DE", "FR"]
+    r = procs.smsgw("tenant", "create", "acme", "--countries", "ALL", "--expect", "DE,XX")
+    assert r.returncode == 2 and "XX" in r.stderr
+    r = procs.smsgw("tenant", "create", "acme", "--countries", "DE", "--expect", "DE,FR")
+    assert r.returncode == 2 and "outside --countries: FR" in r.stderr
+    r = procs.smsgw("tenant", "create", "acme", "--expect", " , ")
+    assert r.returncode == 2 and "at least one" in r.stderr
 
 
 def test_bad_config_exits_2_with_every_problem(procs: Procs) -> None:

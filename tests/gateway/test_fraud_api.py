@@ -166,3 +166,39 @@ async def test_the_review_list_takes_a_limit_within_bounds(gw: Gw) -> None:
         assert st == 400 and err["error"]["code"] == "invalid_request" and err["error"]["field"] == "limit", (
             bad
         )
+
+
+async def test_expected_countries_are_the_cold_start_prior_and_are_checked(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify,admin", countries="*", fraud_mode="enforce")
+    st, body, _ = await gw.call("GET", "/v1/fraud/expected-countries", key)
+    assert st == 200 and body == {"countries": [], "in_use": [], "source": "none"}
+    st, body, _ = await gw.call("PUT", "/v1/fraud/expected-countries", key, {"countries": ["de", "FR"]})
+    assert st == 200 and body == {"countries": ["DE", "FR"], "in_use": ["DE", "FR"], "source": "expected"}
+    assert (await gw.call("POST", "/v1/otp", key, {"to": "+4915123456789"}))[0] == 202
+    tenant_id = (await gw.ctx.db.audit_records())[-1].tenant_id
+    policy = gw.ctx.fraud.engine.policy(tenant_id)
+    assert policy.declared == {"DE", "FR"} and policy.allowed_countries is None  # still sends everywhere
+    assert [r.action for r in await gw.ctx.db.audit_records()] == ["fraud.expected_countries"]
+    # cleared: nothing expected, and the engine hears it at once (no wait for the settings refresh)
+    st, body, _ = await gw.call("PUT", "/v1/fraud/expected-countries", key, {"countries": []})
+    assert st == 200 and body["source"] == "none"
+    assert (await gw.call("POST", "/v1/otp", key, {"to": "+4915123456780"}))[0] == 202
+    assert gw.ctx.fraud.engine.policy(tenant_id).declared == frozenset()
+    for bad in ({"countries": ["DE", "XX"]}, {"countries": "DE"}, {"countries": ["DE"], "extra": 1}, {}):
+        st, err, _ = await gw.call("PUT", "/v1/fraud/expected-countries", key, bad)
+        assert st == 400 and err["error"]["code"] == "invalid_request", (bad, err)
+    st, err, _ = await gw.call("PUT", "/v1/fraud/expected-countries", key, {"countries": ["DE", "XX"]})
+    assert "XX" in err["error"]["message"]
+
+
+async def test_expected_countries_stay_inside_the_allowed_ones(gw: Gw) -> None:
+    key = await gw.tenant("acme", scopes="send,verify,admin", countries="DE,FR", fraud_mode="enforce")
+    st, body, _ = await gw.call("GET", "/v1/fraud/expected-countries", key)
+    assert st == 200 and body == {"countries": [], "in_use": ["DE", "FR"], "source": "allowed"}
+    st, err, _ = await gw.call("PUT", "/v1/fraud/expected-countries", key, {"countries": ["DE", "IT"]})
+    assert st == 400 and "IT" in err["error"]["message"]
+    st, body, _ = await gw.call("PUT", "/v1/fraud/expected-countries", key, {"countries": ["FR"]})
+    assert st == 200 and body["in_use"] == ["FR"]
+    plain = await gw.tenant("plain", scopes="send,verify", fraud_mode="enforce")
+    assert (await gw.call("GET", "/v1/fraud/expected-countries", plain))[0] == 403
+    assert (await gw.call("PUT", "/v1/fraud/expected-countries", plain, {"countries": ["DE"]}))[0] == 403

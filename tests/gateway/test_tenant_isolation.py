@@ -258,6 +258,12 @@ async def fraud_mode(w: World) -> None:
     await w.as_b("PUT", "/v1/fraud/mode", {"mode": "enforce"}, ok=(200,))
 
 
+async def expected_countries(w: World) -> None:
+    await w.as_b("PUT", "/v1/fraud/expected-countries", {"countries": ["FR"]}, ok=(200,))
+    out = await w.as_a("GET", "/v1/fraud/expected-countries")
+    w.check(out.get("countries") != ["FR"], f"B's expected countries reached A: {out}")
+
+
 async def sends_to_a_numbers(w: World) -> None:
     # A's resend cool-down on N_A and A's block list on N_BLOCKED are A's: B may send to both at once
     for to in (N_A, N_BLOCKED):
@@ -312,6 +318,8 @@ PROBES: dict[str, Probe] = {
     "POST /v1/fraud/allow": fraud_lists,
     "POST /v1/fraud/check": fraud_check,
     "PUT /v1/fraud/mode": fraud_mode,
+    "PUT /v1/fraud/expected-countries": expected_countries,
+    "GET /v1/fraud/expected-countries": expected_countries,
     "GET /v1/webhook": webhook,
     "PUT /v1/webhook": webhook,
     "DELETE /v1/webhook": webhook,
