@@ -163,6 +163,27 @@ def _unproven(ev: Evidence, s: FraudSettings) -> bool:
     )
 
 
+def _failing_unproven(ev: Evidence, s: FraudSettings) -> bool:
+    """Where none of the tenant's codes was ever verified and it does not serve the country, its
+    recent challenges there failed ``n`` times or more for each one passed (``n`` challenges at
+    least): a prober's CAPTCHA farm, whose passes are the exception among its failures. Real users
+    pass most challenges they get. ``n`` is ``unproven_failing``, or ``unproven_failing_young`` for a
+    tenant younger than a day, whose empty history is no evidence but whose failed challenges are.
+    The failures must lie outside the request's own 10k block (fewer than ``n`` there): a prober
+    that takes a fresh block after each refusal spreads them; inside a block under attack the
+    block's own farm rule judges (``farm_passes``), so a real user there keeps the challenge they
+    passed."""
+    r = ev.t_cc
+    n = s.unproven_failing_young if ev.young else s.unproven_failing
+    return (
+        not ev.served
+        and r.long_verified < s.unproven_verified
+        and r.challenged >= n
+        and r.ch_fail >= math.log(n)
+        and ev.g_p4.challenged < n
+    )
+
+
 def escalation(ev: Evidence, s: FraudSettings, attacked: bool = False) -> Finding | None:
     """For a request that passed a challenge: block when the range is under attack and challenges
     are passed far more often than its real users could, or passed challenges are not verifying.
@@ -192,6 +213,13 @@ def escalation(ev: Evidence, s: FraudSettings, attacked: bool = False) -> Findin
             "block",
             "t_cc",
             f"{r.ch_open:.0f} codes sent after passed challenges unverified, none ever verified here",
+        )
+    if _failing_unproven(ev, s):
+        return Finding(
+            "challenge_farm",
+            "block",
+            "t_cc",
+            f"{r.challenged:.0f} recent challenges here, most failed, and none of its codes ever verified",
         )
     if attacked:
         for name in _BLOCK_ORDER:

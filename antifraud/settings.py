@@ -163,6 +163,12 @@ class FraudSettings:
     unproven_verified: float = 0.5
     unproven_challenges: float = 2.0
     unproven_open: float = 0.9
+    # There, with at least this many recent challenges and as many failed for each one passed, the
+    # first passed challenge is blocked too (a farm's pass among a prober's failures); for a tenant
+    # younger than a day, in a country it did not declare, the ``_young`` count (its empty history
+    # alone is no evidence, its failures are).
+    unproven_failing: float = 3.0
+    unproven_failing_young: float = 4.0
     # Cold start in a declared country: the gateway's volume there counts as at least this many sends a
     # day (a destination the tenant said it serves is not unusual because the gateway is new to it).
     declared_country_volume: float = 1000.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from antifraud import FraudSettings, TenantPolicy
@@ -289,27 +291,53 @@ async def test_settings_tune_the_rules(make_rig) -> None:  # type: ignore[no-unt
 UZ_BLOCK = "+99890123{:04d}"  # one 10k block of Uzbek mobile numbers
 
 
-async def probe_uz(rig: Rig, tenant: str = "t1", block: str = UZ_BLOCK) -> None:
-    """An adaptive prober's first block: a sweep, challenged from its sixth number on."""
+async def probe_uz(rig: Rig, tenant: str = "t1", block: str = UZ_BLOCK, challenged: int = 5) -> None:
+    """An adaptive prober's first block: a sweep, challenged from its sixth number on, and its
+    challenges not passed."""
     got = []
-    for i in range(10):
+    for i in range(5 + challenged):
         rig.clock.now += 5
         got.append(await rig.send(block.format(i), tenant=tenant))
-    assert got[:5] == ["allow"] * 5 and got[5:] == ["challenge"] * 5, got
+    assert got[:5] == ["allow"] * 5 and got[5:] == ["challenge"] * challenged, got
     rig.clock.now += 120
 
 
 async def test_where_nothing_was_ever_verified_a_farms_second_passed_challenge_is_blocked(make_rig) -> None:  # type: ignore[no-untyped-def]
     # an adaptive prober with a CAPTCHA farm moves to a fresh block after its refusals: in a country
     # where none of the tenant's codes was ever verified and its challenges fail, the farm's first
-    # passed challenge gets its code; while that code stays unverified, the next one is refused
+    # passed challenge (after two failed ones) gets its code; while that code stays unverified, the
+    # next one (after more failures) is refused
     rig: Rig = make_rig(policy=ANY)
-    await probe_uz(rig)
+    await probe_uz(rig, challenged=2)
     assert await rig.send("+998937770001", passed=True) == "allow"
-    rig.clock.now += 60
+    for i in (20, 21):  # two more challenges, not passed
+        rig.clock.now += 20
+        assert await rig.send(UZ_BLOCK.format(i)) == "challenge"
+    rig.clock.now += 20
     d = await rig.engine.evaluate(rig.req("+998937770002", passed=True))
     assert d.action == "block" and d.reasons[0].code == "challenge_not_verifying", d.reasons
     assert d.reasons[0].scope == "country" and "none ever verified here" in d.reasons[0].message
+
+
+async def test_where_nothing_was_ever_verified_a_pass_among_many_failures_is_blocked(make_rig) -> None:  # type: ignore[no-untyped-def]
+    # five challenges failed in the country and none passed: the farm's first pass, in a fresh block,
+    # is refused too; after two failures only (another tenant), it is not
+    rig: Rig = make_rig(policy=ANY)
+    await probe_uz(rig)
+    d = await rig.engine.evaluate(rig.req("+998937770001", passed=True))
+    assert d.action == "block" and d.reasons[0].code == "challenge_farm", d.reasons
+    assert d.reasons[0].scope == "country" and "none of its codes ever verified" in d.reasons[0].message
+    await probe_uz(rig, "t4", "+99890789{:04d}", challenged=2)
+    assert await rig.send("+998937780001", tenant="t4", passed=True) == "allow"
+
+
+async def test_a_pass_inside_the_attacked_block_is_left_to_the_block_rules(make_rig) -> None:  # type: ignore[no-untyped-def]
+    # the failures are in the request's own block: a real user inside a block under attack who passes
+    # the challenge is judged by the block's farm rule (five passes), not refused for the country's
+    rig: Rig = make_rig(policy=ANY)
+    await probe_uz(rig)
+    d = await rig.engine.evaluate(rig.req(UZ_BLOCK.format(77), passed=True))
+    assert d.action == "allow", d.reasons
 
 
 async def test_one_verified_code_or_a_young_tenant_keeps_a_country_out_of_that_rule(make_rig) -> None:  # type: ignore[no-untyped-def]
@@ -322,12 +350,35 @@ async def test_one_verified_code_or_a_young_tenant_keeps_a_country_out_of_that_r
     rig.clock.now += 60
     d = await rig.engine.evaluate(rig.req("+998937770002", passed=True))
     assert d.action == "allow", d.reasons
-    # a tenant created an hour ago has no history to speak of yet: its empty one is not evidence
+    # a tenant created an hour ago has no history to speak of yet: its empty one is not evidence,
+    # and three failed challenges are not enough (four are, below)
     rig.engine.set_tenant_policy(
         "t2", TenantPolicy(allowed_countries=None, limits=(), created_at=rig.clock.now - 3600)
     )
-    await probe_uz(rig, "t2", "+99890456{:04d}")
+    await probe_uz(rig, "t2", "+99890456{:04d}", challenged=3)
     assert await rig.send("+998937770008", tenant="t2", passed=True) == "allow"
     rig.clock.now += 60
     d = await rig.engine.evaluate(rig.req("+998937770009", tenant="t2", passed=True))
+    assert d.action == "allow", d.reasons
+
+
+async def test_a_young_tenants_pass_among_many_failures_is_blocked_outside_its_declared_countries(
+    make_rig,
+) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = make_rig(policy=ANY)
+    young = TenantPolicy(allowed_countries=None, limits=(), created_at=rig.clock.now - 3600)
+    rig.engine.set_tenant_policy("t2", young)
+    await probe_uz(rig, "t2", "+99890456{:04d}")
+    d = await rig.engine.evaluate(rig.req("+998937770008", tenant="t2", passed=True))
+    assert d.action == "block" and d.reasons[0].code == "challenge_farm", d.reasons
+    # where it declared it serves the country, its real users' passes are not a farm's
+    rig.engine.set_tenant_policy("t3", replace(young, expected_countries=frozenset({"UZ"})))
+    for i in range(5):
+        rig.clock.now += 5
+        await rig.send(f"+99890457{i:04d}", tenant="t3")
+    for i in range(5):
+        rig.clock.now += 5
+        assert await rig.send(f"+99890458{i:04d}", tenant="t3") == "challenge"
+    rig.clock.now += 120
+    d = await rig.engine.evaluate(rig.req("+998937770009", tenant="t3", passed=True))
     assert d.action == "allow", d.reasons
