@@ -534,12 +534,18 @@ class Simulation:
         pace: bool = True,
     ) -> SimResult:
         """Play the planned events up to ``until`` (epoch seconds) in time order, each as soon as
-        ``clock()`` reaches its time (``pace``; without it, at once: run until idle), at most
-        ``concurrency`` at a time. An event that schedules an earlier one wakes the player; it ends
-        when nothing is due before ``until`` and nothing is in flight. An event that raises stops
-        the run and the error is raised here."""
+        ``clock()`` reaches its time (``pace``; without it, at once and one at a time: run until
+        idle), at most ``concurrency`` at a time. An event that schedules an earlier one wakes the
+        player; it ends when nothing is due before ``until`` and nothing is in flight. An event that
+        raises stops the run and the error is raised here."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if not pace:
+            # run until idle in exact time order, as run() does: with several events in flight, the
+            # player would start later ones (a real user a minute on) before an in-flight event had
+            # scheduled its own next step (an attack's next request), and the engine would judge the
+            # future on a past that had not happened yet
+            concurrency = 1
         wake = self._wake = asyncio.Event()
         slots = asyncio.Semaphore(concurrency)
         running: set[asyncio.Task[None]] = set()

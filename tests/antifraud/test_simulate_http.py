@@ -249,6 +249,31 @@ async def test_the_paced_player_plays_each_event_on_time_with_bounded_concurrenc
     assert time.time() - origin < 3.0
 
 
+async def test_unpaced_play_keeps_time_order_across_an_events_own_next_step() -> None:
+    # an attack's request awaits the gateway, then schedules its next one a second on; a real user
+    # is due a minute on. Run until idle, the attack's next step must come first, as in time
+    drv = Recorder()
+    t0 = 1_000_000.0
+    sim = Simulation(SimConfig(seed=1, origin=t0), drv, tenants=[])
+    order: list[str] = []
+
+    async def attack() -> None:
+        await asyncio.sleep(0.01)  # the request in flight
+        order.append("attack 1")
+        sim.at(t0 + 1.0, attack_next)
+
+    async def attack_next() -> None:
+        order.append("attack 2")
+
+    async def user() -> None:
+        order.append("user")
+
+    sim.at(t0, attack)
+    sim.at(t0 + 60.0, user)
+    await sim.play(t0 + 120.0, clock=time.time, pace=False)
+    assert order == ["attack 1", "attack 2", "user"]
+
+
 async def test_an_event_scheduled_earlier_wakes_the_player_and_errors_surface() -> None:
     drv = Recorder()
     now = time.time()
