@@ -18,7 +18,10 @@ challenges_failing         ≥ 4 challenges in the last ~30 min in the range, �
                            not serve: whether or not requests are still coming)
 challenge_farm             the request passed a challenge in a block (or a country where     block
                            the tenant has no real users) where ≥ 5 challenges were passed
-                           in ~30 min while ≥ 2 in 3 failed (CAPTCHA farm)
+                           in ~30 min while ≥ 2 in 3 failed (CAPTCHA farm); or, in a country
+                           the tenant does not serve and never had a code verified in, ≥ 3
+                           recent challenges (4 for a tenant under a day old) with ≥ 3 (4)
+                           failed for each passed, outside the request's own 10k block
 challenge_not_verifying    the request passed a challenge, but codes sent after passed      block
                            challenges in its range are not verified (≥ 4 σ, ≤ 0.35; where a
                            range rule fires for the request: ≥ 2 σ, ≤ 0.5, a CAPTCHA farm
@@ -136,7 +139,7 @@ def range_rules(ev: Evidence, s: FraudSettings) -> Finding | None:
             if _long_collapsed(ev.t_cc, s):
                 return Finding("country_fillback_low", "challenge", "t_cc", _long_fill(ev.t_cc))
     for name in _CHALLENGE_ORDER:
-        if name == "t_cc" and not country_level:
+        if name == "t_cc" and (not country_level or ev.young):
             continue
         r = _view(ev, name)
         # in a country the tenant does not serve, failed challenges alone keep it challenged
@@ -197,8 +200,12 @@ def escalation(ev: Evidence, s: FraudSettings, attacked: bool = False) -> Findin
     if not ev.challenge_passed:
         return None
     for name in _CHALLENGE_ORDER:
-        if name == "t_cc" and (ev.declared_of > 0 or ev.t_cc.long_verified >= s.farm_country_verified):
-            continue  # where the tenant has (or declared) real users, their passed challenges are no farm
+        if name == "t_cc" and (
+            ev.declared_of > 0 or ev.young or ev.t_cc.long_verified >= s.farm_country_verified
+        ):
+            # where the tenant has (or declared) real users, their passed challenges are no farm; a
+            # tenant under a day old has no history to tell its first real users from a farm there
+            continue
         r = _view(ev, name)
         if r.ch_passed >= s.farm_passes and r.ch_fail >= math.log(3.0):
             return Finding(

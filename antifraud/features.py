@@ -370,8 +370,15 @@ class Evidence:
         (t_cc_ratio, t_cc_def), (_, t_p5_def), (_, g_cc_def), (_, g_p5_def), (_, g_p4_def), (_, g_p3_def) = (
             fill
         )
-        ch_fail = max(self.t_cc.ch_fail, self.t_p5.ch_fail, self.g_p4.ch_fail)
-        c_def = max(self.t_cc.c_deficit, self.t_p5.c_deficit, self.g_p4.c_deficit)
+        if self.served or self.young:
+            # a served country is never challenged as a whole: challenges failed elsewhere in it (a
+            # sweep of other blocks) say nothing of this request's block, which its own views judge;
+            # nor is a country of a tenant under a day old, whose real users there are all new
+            ch_fail = max(self.t_p5.ch_fail, self.g_p4.ch_fail)
+            c_def = max(self.t_p5.c_deficit, self.g_p4.c_deficit)
+        else:
+            ch_fail = max(self.t_cc.ch_fail, self.t_p5.ch_fail, self.g_p4.ch_fail)
+            c_def = max(self.t_cc.c_deficit, self.t_p5.c_deficit, self.g_p4.c_deficit)
         hour = self.local_hour
         angle = 2.0 * math.pi * hour / 24.0
         kind = self.info.kind

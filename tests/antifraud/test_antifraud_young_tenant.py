@@ -56,8 +56,7 @@ def evidence(*, t_cc: RangeView, t_all: RangeView, t_p5: RangeView | None = None
         info=number_info("+4915123456789"),
         has_ip=True,
         has_device=True,
-        challenge_passed=False,
-        **kw,  # type: ignore[arg-type]
+        **{"challenge_passed": False, **kw},  # type: ignore[arg-type]
     )
 
 
@@ -102,3 +101,54 @@ def test_a_young_tenants_few_unverified_codes_are_discounted_by_their_uncertaint
     x = ev.vector(S)
     assert x[FEATURE_NAMES.index("min_log_ratio")] < -2.0
     assert x[FEATURE_NAMES.index("t_p5_deficit")] > 3.0
+
+
+def failing(challenged: float, **kw: float) -> RangeView:
+    """A range with ``challenged`` recent challenges, none passed."""
+    row = [*(0.0,) * 12, *PAD]
+    row[4], row[7] = kw.get("requests", challenged), challenged
+    return RangeView(row, S, 0.8, 0.0)
+
+
+def test_challenges_failed_elsewhere_in_a_served_country_do_not_score_this_block() -> None:
+    # a sweep of one block of a declared country: 500 challenges failed there; a real user in another
+    # block of it is judged by its own block (a served country is never challenged as a whole)
+    t_all = view(sent=400, verified=300, requests=30, long_sent=4000, long_verified=3000)
+    swept = failing(500.0)
+    declared = evidence(t_cc=swept, t_all=t_all, declared_of=3, declared_volume=S.declared_country_volume)
+    assert declared.served and feature(declared, "ch_fail") == 0.0
+    assert feature(declared, "c_deficit") == 0.0
+    # where the tenant does not serve the country (and is a day old or more), they do
+    unserved = evidence(t_cc=swept, t_all=t_all)
+    assert not unserved.served and feature(unserved, "ch_fail") > 6.0
+    # nor for a tenant under a day old, whose real users anywhere are all new
+    assert feature(evidence(t_cc=swept, t_all=t_all, young=True), "ch_fail") == 0.0
+    # the request's own block still counts, served or not
+    in_block = evidence(t_cc=swept, t_p5=failing(8.0), t_all=t_all, declared_of=3)
+    assert feature(in_block, "ch_fail") > 2.0
+
+
+def test_a_young_tenants_countries_are_not_challenged_or_farm_blocked_as_a_whole() -> None:
+    # a tenant created an hour ago, no country declared: an attack in UZ fails challenges there; its
+    # first real users in UZ (other blocks) are not challenged for the country's failures, and one
+    # who passed a challenge is not blocked as a farm for the country's passes
+    from antifraud.breaker import escalation, range_rules
+
+    t_all = view(sent=50, verified=20, requests=20, long_sent=50, long_verified=20, span=3600.0)
+    row = [*(0.0,) * 12, *PAD]
+    row[4], row[7], row[8] = 30.0, 30.0, 6.0  # 30 challenges, 6 passed (a farm among a sweep)
+    country = RangeView(row, S, 0.8, 3600.0)
+    old = evidence(t_cc=country, t_all=t_all)
+    young = evidence(t_cc=country, t_all=t_all, young=True)
+    got = range_rules(old, S)
+    assert got is not None and got.code == "challenges_failing" and got.where == "t_cc"
+    assert range_rules(young, S) is None
+    # 30 challenges, 8 passed: a farm's passes for a day-old tenant's country (≥ 5 passed, ≥ 2 in 3
+    # failed); fewer than 4 failed for each passed, so not the prober's pattern either
+    row[8] = 8.0
+    country = RangeView(row, S, 0.8, 3600.0)
+    old = evidence(t_cc=country, t_all=t_all, challenge_passed=True)
+    young = evidence(t_cc=country, t_all=t_all, challenge_passed=True, young=True)
+    farm = escalation(old, S)
+    assert farm is not None and farm.code == "challenge_farm" and farm.where == "t_cc"
+    assert escalation(young, S) is None
