@@ -188,6 +188,11 @@ class FraudEngine:
         self._tenant_keys: dict[str, tuple[str, str]] = {}  # tenant -> (allow key, block key)
         self._weights: dict[tuple[str, str], float] = {}
         self._deltas: dict[tuple[float, bool, bool, float], tuple[tuple[int, float], ...]] = {}
+        self._undos: dict[
+            tuple[float, bool, bool], tuple[tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]
+        ] = {}
+        # a limit group's windows -> their lengths (for the undo of a count), filled by _limit_groups
+        self._spans: dict[tuple[tuple[int, int], ...], tuple[int, ...]] = {}
         self._local = LocalClock()
         # Called with each request that reaches the model and its feature vector (shadow logging of
         # features for retraining; the trainer collects its samples this way).
@@ -367,6 +372,8 @@ class FraudEngine:
             (scope, windows, 2.0 * windows[-1][0])
             for scope, windows in ((sc, tuple(sorted(ws))) for sc, ws in by.items())
         )
+        for _, windows, _ in groups:
+            self._spans[windows] = tuple(w for w, _ in windows)
         self._groups[id(policy)] = (policy, groups)
         return groups
 
@@ -379,6 +386,25 @@ class FraudEngine:
             if len(self._deltas) > 10_000:
                 self._deltas.clear()
             got = self._deltas[key] = self._make_deltas(weight, full, challenged, sign)
+        return got
+
+    def _undo_deltas(
+        self, weight: float, cp: bool, challenge: bool
+    ) -> tuple[tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]:
+        """The deltas that undo a request's tentative send in its long and short ranges (and count
+        a challenge)."""
+        key = (weight, cp, challenge)
+        got = self._undos.get(key)
+        if got is None:
+            full = self._send_deltas(weight, True, cp, -1.0)
+            short = self._send_deltas(weight, False, cp, -1.0)
+            if challenge:
+                ch = ((self._pos[RANGE][K.CHALLENGED], 1.0),)
+                full += ch
+                short += ch
+            if len(self._undos) > 10_000:
+                self._undos.clear()
+            got = self._undos[key] = (full, short)
         return got
 
     def _request_deltas(
@@ -569,12 +595,12 @@ class FraudEngine:
         now = req.now
         allow_flags, block_flags = snap.flags
         for kind, value in zip(_LIST_KINDS, block_flags, strict=True):
-            if _active(value, now):
+            if value and _active(value, now):
                 return Decision(
                     "block", (Reason("blocklisted", f"this {kind} is on the block list", kind),), score=1.0
                 )
         for value in allow_flags:
-            if _active(value, now):
+            if value and _active(value, now):
                 return Decision("allow", score=0.0)
 
         # the number's own evidence first: the ranges are only looked at when it does not decide
@@ -702,12 +728,7 @@ class FraudEngine:
         now = req.now
         cp = req.challenge_passed
         w = plan.writes
-        full = self._send_deltas(weight, True, cp, -1.0)
-        short = self._send_deltas(weight, False, cp, -1.0)
-        if decision.action == "challenge":
-            ch = ((self._pos[RANGE][K.CHALLENGED], 1.0),)
-            full += ch
-            short += ch
+        full, short = self._undo_deltas(weight, cp, decision.action == "challenge")
         fttl, sttl = self._full_ttl, self._short_ttl
         adds: tuple[HashAdd, ...] = (
             HashAdd(w[0].key, TENANT, ((self._pos[TENANT][K.LONG_SENT], -1.0),), now, fttl),
@@ -721,7 +742,11 @@ class FraudEngine:
         )
         if w[-1].schema == RESEND:
             adds += (HashAdd(w[-1].key, RESEND, ((0, -1.0),), now, self._resend_ttl),)
-        undos = tuple(LimitUndo(spec.key, tuple(wl[0] for wl in spec.windows), now) for spec in plan.limits)
+        spans = self._spans
+        undos = tuple(
+            LimitUndo(spec.key, spans.get(spec.windows) or tuple(w for w, _ in spec.windows), now)
+            for spec in plan.limits
+        )
         return Settle(adds, undos, (self._record(req, info, decision),))
 
     def _record(self, req: FraudRequest, info: NumberInfo, decision: Decision) -> ListPush:
