@@ -57,7 +57,7 @@ from antifraud.features import (
     schema_taus,
     sweep_of,
 )
-from antifraud.geo import LocalClock, country_info, is_permitted
+from antifraud.geo import CountryInfo, LocalClock, country_info, is_permitted
 from antifraud.limits import (
     Erasure,
     FlagRead,
@@ -131,6 +131,11 @@ _FEATURE_REASON: dict[str, tuple[str, str]] = {
 assert set(_FEATURE_REASON) <= set(FEATURE_NAMES)
 
 
+# per tenant, country and 1k block: range keys, their reads, the 10k block's sweep list, the
+# allow/block fields of the 1k, 10k and 100k blocks and the country
+_Ranges = tuple[tuple[str, ...], tuple[HashRead, ...], str, tuple[str, str, str, str]]
+
+
 @dataclass(slots=True)
 class _Layout:
     """Keys of one request, in the order the plan reads them."""
@@ -148,6 +153,7 @@ class _Layout:
     list_fields: tuple[str, ...]
     limits: tuple[LimitSpec, ...]
     limit_scopes: tuple[str, ...]
+    suffix4: int  # the number's place in its 10k block (``NumberInfo.suffix4``), once a check
 
 
 class FraudEngine:
@@ -178,14 +184,21 @@ class FraudEngine:
         ] = {}
         tp = self._pos[TENANT]
         self._tenant_deltas = ((tp[K.LONG_SENT], 1.0), (tp[K.REQUESTS], 1.0))
-        self._ranges: dict[tuple[str, str, str], tuple[tuple[str, ...], tuple[HashRead, ...]]] = {}
+        self._ranges: dict[tuple[str, str, str], _Ranges] = {}
+        self._tenant_keys: dict[str, tuple[str, str]] = {}  # tenant -> (allow key, block key)
         self._weights: dict[tuple[str, str], float] = {}
         self._deltas: dict[tuple[float, bool, bool, float], tuple[tuple[int, float], ...]] = {}
+        self._undos: dict[
+            tuple[float, bool, bool], tuple[tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]
+        ] = {}
+        # a limit group's windows -> their lengths (for the undo of a count), filled by _limit_groups
+        self._spans: dict[tuple[tuple[int, int], ...], tuple[int, ...]] = {}
         self._local = LocalClock()
         # Called with each request that reaches the model and its feature vector (shadow logging of
         # features for retraining; the trainer collects its samples this way).
         self.feature_log: Callable[[FraudRequest, list[float]], None] | None = None
         self._full_ttl = 3 * settings.long_tau
+        self._pad = (0.0,) * (len(settings.delay_mixture) + 5)  # a tenant row padded to a range row
         self._short_ttl = 4 * settings.fillback_tau
         self._resend_ttl = 2 * settings.resend_tau
 
@@ -216,15 +229,18 @@ class FraudEngine:
             return self._finish(req, info, policy, static, None, None, dry_run)
 
         layout = self._layout(req, info, country, policy)
-        weight = self._weight(req.tenant_id, country)
+        cinfo = country_info(country)
+        weight = self._weights.get((req.tenant_id, country))
+        if weight is None:
+            weight = cinfo.fillback
         plan = self._plan(req, info, country, layout, weight, count=not dry_run)
         snap = await self.backend.check(plan)
         if snap.hits:
             limited = self._limited(snap, layout)
             return self._finish(req, info, policy, limited, None, None, dry_run, snap.shared)
 
-        self._remember_weight(req.tenant_id, country, snap.reads[1])
-        decision = self._decide(req, info, country, policy, layout, snap, weight)
+        self._remember_weight(req.tenant_id, country, snap.reads[1], cinfo)
+        decision = self._decide(req, info, country, policy, layout, snap, weight, cinfo)
         return self._finish(req, info, policy, decision, plan, weight, dry_run, snap.shared)
 
     def _static(self, info: NumberInfo, country: str, policy: TenantPolicy) -> Decision | None:
@@ -259,11 +275,10 @@ class FraudEngine:
             got = self._hashes[value] = self.keys.hash(value)
         return got
 
-    def _range_keys(
-        self, tenant: str, country: str, info: NumberInfo
-    ) -> tuple[tuple[str, ...], tuple[HashRead, ...]]:
-        """The seven range keys of a request (t_all, t_cc, t_p5, g_cc, g_p5, g_p4, g_p3) and their
-        reads, cached per tenant, country and 1k block."""
+    def _range_keys(self, tenant: str, country: str, info: NumberInfo) -> _Ranges:
+        """The seven range keys of a request (t_all, t_cc, t_p5, g_cc, g_p5, g_p4, g_p3), their
+        reads, the sweep list of the 10k block and the allow/block fields of the blocks and the
+        country, cached per tenant, country and 1k block (which determines the 10k and 100k ones)."""
         at = (tenant, country, info.p3)
         got = self._ranges.get(at)
         if got is None:
@@ -281,7 +296,17 @@ class FraudEngine:
                 k.range(g, "p3", info.p3),
             )
             reads = (HashRead(keys[0], TENANT), *(HashRead(key, RANGE) for key in keys[1:]))
-            got = self._ranges[at] = (keys, reads)
+            fields = ("p:" + info.p3, "p:" + info.p4, "p:" + info.p5, "c:" + country)
+            got = self._ranges[at] = (keys, reads, k.sweep_of(self._hash(info.p4)), fields)
+        return got
+
+    def _lists_of(self, tenant: str) -> tuple[str, str]:
+        """The tenant's allow-list and block-list keys."""
+        got = self._tenant_keys.get(tenant)
+        if got is None:
+            if len(self._tenant_keys) > 100_000:
+                self._tenant_keys.clear()
+            got = self._tenant_keys[tenant] = (self.keys.allow(tenant), self.keys.block(tenant))
         return got
 
     def _layout(self, req: FraudRequest, info: NumberInfo, country: str, policy: TenantPolicy) -> _Layout:
@@ -313,7 +338,8 @@ class FraudEngine:
                 continue
             limits.append(LimitSpec(k.limit(scope, t, value), windows, ttl))
             scopes.append(scope)
-        ranges, range_reads = self._range_keys(t, country, info)
+        ranges, range_reads, sweep, fields = self._range_keys(t, country, info)
+        allow, block = self._lists_of(t)
         return _Layout(
             ranges=ranges,
             range_reads=range_reads,
@@ -322,18 +348,13 @@ class FraudEngine:
             ip=k.ip(ip_hash) if ip_hash else None,
             resend=k.resend(t, who_hash, num_hash) if who_hash else None,
             ip_countries=k.ip_countries(ip_hash) if ip_hash else None,
-            sweep=k.sweep_of(self._hash(info.p4)),
-            allow=k.allow(t),
-            block=k.block(t),
-            list_fields=(
-                "n:" + num_hash,
-                "p:" + info.p3,
-                "p:" + info.p4,
-                "p:" + info.p5,
-                "c:" + country,
-            ),
+            sweep=sweep,
+            allow=allow,
+            block=block,
+            list_fields=("n:" + num_hash, *fields),
             limits=tuple(limits),
             limit_scopes=tuple(scopes),
+            suffix4=info.suffix4,
         )
 
     def _limit_groups(
@@ -351,6 +372,8 @@ class FraudEngine:
             (scope, windows, 2.0 * windows[-1][0])
             for scope, windows in ((sc, tuple(sorted(ws))) for sc, ws in by.items())
         )
+        for _, windows, _ in groups:
+            self._spans[windows] = tuple(w for w, _ in windows)
         self._groups[id(policy)] = (policy, groups)
         return groups
 
@@ -363,6 +386,25 @@ class FraudEngine:
             if len(self._deltas) > 10_000:
                 self._deltas.clear()
             got = self._deltas[key] = self._make_deltas(weight, full, challenged, sign)
+        return got
+
+    def _undo_deltas(
+        self, weight: float, cp: bool, challenge: bool
+    ) -> tuple[tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]:
+        """The deltas that undo a request's tentative send in its long and short ranges (and count
+        a challenge)."""
+        key = (weight, cp, challenge)
+        got = self._undos.get(key)
+        if got is None:
+            full = self._send_deltas(weight, True, cp, -1.0)
+            short = self._send_deltas(weight, False, cp, -1.0)
+            if challenge:
+                ch = ((self._pos[RANGE][K.CHALLENGED], 1.0),)
+                full += ch
+                short += ch
+            if len(self._undos) > 10_000:
+                self._undos.clear()
+            got = self._undos[key] = (full, short)
         return got
 
     def _request_deltas(
@@ -422,7 +464,8 @@ class FraudEngine:
         ]
         reads = [*lay.range_reads, HashRead(lay.number, NUMBER)]
         lists = [(lay.sweep, s.sweep_list)]
-        pushes = [ListPush(lay.sweep, f"{info.suffix4}:{now:.0f}", s.sweep_list, 2.0 * s.sweep_window)]
+        stamp = f"{now:.0f}"
+        pushes = [ListPush(lay.sweep, f"{lay.suffix4}:{stamp}", s.sweep_list, 2.0 * s.sweep_window)]
         if lay.device:
             reads.append(HashRead(lay.device, DEVICE))
             writes.append(HashAdd(lay.device, DEVICE, ((0, 1.0),), now, _ENTITY_TTL))
@@ -430,7 +473,7 @@ class FraudEngine:
             reads.append(HashRead(lay.ip, IP))
             writes.append(HashAdd(lay.ip, IP, ((0, 1.0), (1, 1.0)), now, _IP_TTL))
             lists.append((lay.ip_countries, 8))
-            pushes.append(ListPush(lay.ip_countries, f"{country}:{now:.0f}", 8, _DAY))
+            pushes.append(ListPush(lay.ip_countries, f"{country}:{stamp}", 8, _DAY))
         if lay.resend:  # last: its read is the snapshot's last row, its write the plan's last
             reads.append(HashRead(lay.resend, RESEND))
             writes.append(HashAdd(lay.resend, RESEND, ((0, 1.0),), now, self._resend_ttl))
@@ -466,7 +509,9 @@ class FraudEngine:
         self,
         req: FraudRequest,
         info: NumberInfo,
+        suffix4: int,
         country: str,
+        cinfo: CountryInfo,
         snap: Snapshot,
         weight: float,
         hour: float,
@@ -482,12 +527,6 @@ class FraudEngine:
         young = 0.0 < span < s.long_tau
         if not young:
             span = 0.0
-        views = [
-            RangeView(row, s, weight, span if i == 0 else 0.0) if i < 2 else RangeView(row, s)
-            for i, row in enumerate(rows[1:7])
-        ]
-        pad = (0.0,) * (len(s.delay_mixture) + 5)
-        views.insert(0, RangeView((0.0, 0.0, 0.0, 0.0, treq, lsent, lver, *pad), s))
         ns, nv, nh = rows[7]
         idx = 8
         dq = dh = 0.0
@@ -499,15 +538,14 @@ class FraudEngine:
         if req.client_ip:
             iq, iday, iv = rows[idx]
             ip_countries = distinct_recent(snap.lists[1], req.now, _DAY, exclude=country)
-        cinfo = country_info(country)
         return Evidence(
-            t_all=views[0],
-            t_cc=views[1],
-            t_p5=views[2],
-            g_cc=views[3],
-            g_p5=views[4],
-            g_p4=views[5],
-            g_p3=views[6],
+            t_all=RangeView((0.0, 0.0, 0.0, 0.0, treq, lsent, lver, *self._pad), s),
+            t_cc=RangeView(rows[1], s, weight, span),
+            t_p5=RangeView(rows[2], s, weight, 0.0),
+            g_cc=RangeView(rows[3], s),
+            g_p5=RangeView(rows[4], s),
+            g_p4=RangeView(rows[5], s),
+            g_p3=RangeView(rows[6], s),
             number_sent=ns,
             number_verified=nv,
             number_history=nh,
@@ -517,7 +555,7 @@ class FraudEngine:
             ip_day=iday,
             ip_verified=iv,
             ip_countries=ip_countries,
-            sweep=sweep_of(snap.lists[0], info.suffix4, req.now, s.sweep_window),
+            sweep=sweep_of(snap.lists[0], suffix4, req.now, s.sweep_window),
             local_hour=hour,
             risk=cinfo.risk,
             price=cinfo.price_usd,
@@ -530,13 +568,12 @@ class FraudEngine:
             young=young,
         )
 
-    def _weight(self, tenant_id: str, country: str) -> float:
-        w = self._weights.get((tenant_id, country))
-        return w if w is not None else country_info(country).fillback
-
-    def _remember_weight(self, tenant_id: str, country: str, t_cc: Sequence[float]) -> None:
-        """Learn the tenant's verify rate in the country from its counters (the row of ``t_cc``)."""
-        prior = country_info(country).fillback
+    def _remember_weight(
+        self, tenant_id: str, country: str, t_cc: Sequence[float], cinfo: CountryInfo
+    ) -> None:
+        """Learn the tenant's verify rate in the country from its counters (the row of ``t_cc``);
+        until then its weight is the country prior (``cinfo.fillback``)."""
+        prior = cinfo.fillback
         m = self.settings.tenant_prior_strength
         p = (t_cc[_LONG_VERIFIED] + m * prior) / (t_cc[_LONG_SENT] + m)
         if len(self._weights) > 200_000:
@@ -553,16 +590,17 @@ class FraudEngine:
         lay: _Layout,
         snap: Snapshot,
         weight: float,
+        cinfo: CountryInfo,
     ) -> Decision:
         now = req.now
         allow_flags, block_flags = snap.flags
         for kind, value in zip(_LIST_KINDS, block_flags, strict=True):
-            if _active(value, now):
+            if value and _active(value, now):
                 return Decision(
                     "block", (Reason("blocklisted", f"this {kind} is on the block list", kind),), score=1.0
                 )
         for value in allow_flags:
-            if _active(value, now):
+            if value and _active(value, now):
                 return Decision("allow", score=0.0)
 
         # the number's own evidence first: the ranges are only looked at when it does not decide
@@ -578,7 +616,9 @@ class FraudEngine:
             return Decision("allow", score=0.0, challenged=req.challenge_passed)
 
         hour = self._local.hour(info.zone, now)
-        ev = self._evidence(req, info, country, snap, weight, hour, policy.declared, policy.created_at)
+        ev = self._evidence(
+            req, info, lay.suffix4, country, cinfo, snap, weight, hour, policy.declared, policy.created_at
+        )
         if req.challenge_passed:
             esc = escalation(ev, self.settings, attacked=range_rules(ev, self.settings) is not None)
             if esc is not None:
@@ -688,12 +728,7 @@ class FraudEngine:
         now = req.now
         cp = req.challenge_passed
         w = plan.writes
-        full = self._send_deltas(weight, True, cp, -1.0)
-        short = self._send_deltas(weight, False, cp, -1.0)
-        if decision.action == "challenge":
-            ch = ((self._pos[RANGE][K.CHALLENGED], 1.0),)
-            full += ch
-            short += ch
+        full, short = self._undo_deltas(weight, cp, decision.action == "challenge")
         fttl, sttl = self._full_ttl, self._short_ttl
         adds: tuple[HashAdd, ...] = (
             HashAdd(w[0].key, TENANT, ((self._pos[TENANT][K.LONG_SENT], -1.0),), now, fttl),
@@ -707,7 +742,11 @@ class FraudEngine:
         )
         if w[-1].schema == RESEND:
             adds += (HashAdd(w[-1].key, RESEND, ((0, -1.0),), now, self._resend_ttl),)
-        undos = tuple(LimitUndo(spec.key, tuple(wl[0] for wl in spec.windows), now) for spec in plan.limits)
+        spans = self._spans
+        undos = tuple(
+            LimitUndo(spec.key, spans.get(spec.windows) or tuple(w for w, _ in spec.windows), now)
+            for spec in plan.limits
+        )
         return Settle(adds, undos, (self._record(req, info, decision),))
 
     def _record(self, req: FraudRequest, info: NumberInfo, decision: Decision) -> ListPush:

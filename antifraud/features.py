@@ -358,13 +358,13 @@ class Evidence:
         """The model's features. ``settings``: for a young tenant (``young``), the fill-back
         features are taken at the lower 1-σ bound of the expected verifications
         (:meth:`RangeView.lower_bound`); without settings (or for an older tenant), as measured."""
-        ranges = self.ranges
+        views = (self.t_cc, self.t_p5, self.g_cc, self.g_p5, self.g_p4, self.g_p3)  # as ``ranges``
         if self.young and settings is not None:
-            fill = [r.lower_bound(settings) for _, r in ranges]
+            fill = [r.lower_bound(settings) for r in views]
         else:
-            fill = [(r.ratio, r.deficit) for _, r in ranges]
+            fill = [(r.ratio, r.deficit) for r in views]
         min_log_ratio = 0.0
-        for (_, r), (ratio, _) in zip(ranges, fill, strict=True):
+        for r, (ratio, _) in zip(views, fill, strict=True):
             if r.expected >= 1.0:
                 min_log_ratio = min(min_log_ratio, math.log(ratio))
         (t_cc_ratio, t_cc_def), (_, t_p5_def), (_, g_cc_def), (_, g_p5_def), (_, g_p4_def), (_, g_p3_def) = (

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # Where a tenant created without an explicit country list may send: low pumping risk, well-regulated
@@ -71,6 +72,7 @@ def parse_country_list(text: str | Iterable[str]) -> frozenset[str] | None:
 # a quarter hour of UTC (zones with half- and three-quarter-hour offsets change at :30 or :45 UTC), so a
 # cached offset never outlives a change.
 _SLICE = 900.0
+_NO_ZONE: Any = object()  # not looked up yet
 
 
 class LocalClock:
@@ -78,6 +80,9 @@ class LocalClock:
 
     def __init__(self) -> None:
         self._offsets: dict[str, tuple[float, float]] = {}  # zone -> (valid_until, offset_s)
+        # the zones themselves, held: ``ZoneInfo`` keeps only 8 zones alive, and a multi-country
+        # gateway (or a simulated day replayed in seconds) would read the tz files again and again
+        self._zones: dict[str, ZoneInfo | None] = {}
 
     def offset(self, zone: str | None, now: float) -> float:
         if not zone:
@@ -85,9 +90,16 @@ class LocalClock:
         hit = self._offsets.get(zone)
         if hit is not None and hit[0] > now >= hit[0] - _SLICE:
             return hit[1]
-        try:
-            tz = ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        tz = self._zones.get(zone, _NO_ZONE)
+        if tz is _NO_ZONE:
+            try:
+                tz = ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                tz = None
+            if len(self._zones) > 10_000:
+                self._zones.clear()
+            self._zones[zone] = tz
+        if tz is None:
             off = 0.0
         else:
             delta = dt.datetime.fromtimestamp(now, tz).utcoffset()

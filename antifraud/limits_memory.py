@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from collections.abc import Callable, Sequence
-from operator import itemgetter, mul
+from collections.abc import Callable
+from operator import mul
+from typing import Any
 
 from antifraud.limits import (
     BackendStats,
@@ -39,28 +40,38 @@ Record = array  # array('d'): [t, v0, v1, ...]
 
 
 class _Layout:
-    """One record layout's decay arithmetic: positions grouped by τ (one ``exp`` per distinct τ),
-    spread back to every position with one C-level gather, records re-packed with one ``struct``
-    call. Each product is the same IEEE multiplication the per-position loop does."""
+    """One record layout's decay arithmetic: one ``exp`` per distinct τ, spread back to every
+    position, records re-packed with one ``struct`` call. Each product is the same IEEE
+    multiplication the per-position loop does."""
 
-    __slots__ = ("expand", "pack", "size", "taus", "width", "zero_row", "zeros")
+    __slots__ = ("factors", "pack", "size", "taus", "width", "zero_row", "zeros")
 
     def __init__(self, taus: tuple[float, ...]) -> None:
         distinct = tuple(dict.fromkeys(taus))
         self.taus = distinct
-        index = tuple(distinct.index(t) for t in taus)
-        self.expand: Callable[[Sequence[float]], tuple[float, ...]] = (
-            itemgetter(*index) if len(index) > 1 else (lambda g: tuple(g[i] for i in index))
-        )
+        self.factors: Callable[[float], tuple[float, ...]] = _factors_of(taus)
         self.size = len(taus)
         self.width = self.size + 1
         self.pack = struct.Struct(f"<{self.width}d").pack_into
         self.zeros = bytes(8 * self.width)
         self.zero_row = (0.0,) * self.size
 
-    def factors(self, dt: float) -> tuple[float, ...]:
-        exp = math.exp
-        return self.expand([exp(-dt / tau) for tau in self.taus])
+
+def _factors_of(taus: tuple[float, ...]) -> Callable[[float], tuple[float, ...]]:
+    """``dt -> tuple(exp(-dt / tau) for tau in taus)``, one ``exp`` per distinct τ, as straight-line
+    code (built once per layout, as ``dataclasses`` builds its ``__init__``): no loop, no gather, the
+    τ as constants. The same division and ``exp`` per position as the loop."""
+    distinct = tuple(dict.fromkeys(taus))
+    for tau in distinct:
+        if not (math.isfinite(tau) and float(repr(tau)) == tau):
+            raise ValueError(f"not a finite τ: {tau!r}")
+    lines = [f"    e{i} = exp(n / {tau!r})" for i, tau in enumerate(distinct)]
+    row = ", ".join(f"e{distinct.index(tau)}" for tau in taus)
+    src = "def factors(dt):\n    n = -dt\n" + "\n".join(lines) + f"\n    return ({row},)\n"
+    scope: dict[str, Any] = {"exp": math.exp}
+    exec(src, scope)  # generated from floats only (checked above)
+    made: Callable[[float], tuple[float, ...]] = scope["factors"]
+    return made
 
 
 def _fit(st: array[float], lay: _Layout) -> None:
@@ -160,30 +171,9 @@ class MemoryFraudBackend:
             got = self._factors[(lay, dt)] = lay.factors(dt)
         return got
 
-    def _load(self, key: str, now: float, lay: _Layout) -> array[float]:
-        """The live record, decayed in place to ``now`` (re-stamped max(now, t): the same values a
-        reader computes); a new record of zeros if missing (writes only: dry runs ``_read``)."""
-        st = self._h.get(key)
-        if st is not None:
-            at = self._exp.get(key)
-            if at is not None and at <= now:
-                self._drop(key)
-                st = None
-        if st is None:
-            st = array("d", lay.zeros)
-            st[0] = now
-            self._h[key] = st
-            return st
-        if len(st) != lay.width:
-            _fit(st, lay)
-        dt = now - st[0]
-        if dt > 0:
-            fs = self._factors.get((lay, dt))
-            lay.pack(st, 0, now, *map(mul, st[1:], fs if fs is not None else lay.factors(dt)))
-        return st
-
     def _read(self, key: str, now: float, lay: _Layout) -> tuple[float, ...]:
-        """What ``_load`` leaves in the record (decayed to ``now``), as the snapshot's tuple."""
+        """The record decayed to ``now`` (and re-stamped: the same values ``_add`` computes), as the
+        snapshot's tuple; zeros if missing (a read creates nothing)."""
         st = self._h.get(key)
         if st is not None:
             at = self._exp.get(key)
@@ -212,13 +202,34 @@ class MemoryFraudBackend:
         now: float,
         layouts: tuple[_Layout, ...],
     ) -> None:
-        """A :class:`HashAdd`: ``_load`` then the deltas, with the decay factors shared by every
-        write of one check."""
+        """A :class:`HashAdd`: the live record decayed in place to ``now`` (re-stamped max(now, t): the
+        same values a reader computes), or a new record of zeros, then the deltas, with the decay
+        factors shared by every write of one check."""
         lay = layouts[schema]
-        st = self._load(key, now, lay)
+        exps = self._exp
+        st = self._h.get(key)
+        if st is not None:
+            old = exps.get(key)
+            if old is not None and old <= now:
+                self._drop(key)
+                st = old = None
+        else:
+            old = exps.get(key)
+        if st is None:
+            st = self._h[key] = array("d", lay.zeros)
+            st[0] = now
+        else:
+            if len(st) != lay.width:
+                _fit(st, lay)
+            dt = now - st[0]
+            if dt > 0:
+                fs = self._factors.get((lay, dt))
+                lay.pack(st, 0, now, *map(mul, st[1:], fs if fs is not None else lay.factors(dt)))
         age = st[0] - when
         if age > 0:
-            fs = self._factor(lay, age)
+            fs = self._factors.get((lay, age))
+            if fs is None:
+                fs = self._factor(lay, age)
             for pos, d in deltas:
                 st[pos + 1] += d * fs[pos]
         else:
@@ -226,8 +237,6 @@ class MemoryFraudBackend:
                 st[pos + 1] += d
         # expiry moves by whole wheel slots only (see _expire), checked inline: this runs ~10× a check
         at = now + ttl
-        exps = self._exp
-        old = exps.get(key)
         if old is None or not 0.0 <= at - old < _WHEEL:
             exps[key] = at
             self._wheel.setdefault(int(at // _WHEEL), set()).add(key)
@@ -323,6 +332,8 @@ class MemoryFraudBackend:
         hits: list[LimitHit] = []
         lim = self._lim
         floor = math.floor
+        # (bucket, elapsed share of it) per window length: every scope has the same few windows
+        buckets: dict[int, tuple[int, float]] = {}
         for i, spec in enumerate(plan.limits):
             slots = lim.get(spec.key)
             if slots is not None and not self._get(spec.key, now):
@@ -330,14 +341,17 @@ class MemoryFraudBackend:
             for window, limit in spec.windows:
                 if slots is None and limit >= 1:
                     continue
-                b = floor(now / window)
+                bf = buckets.get(window)
+                if bf is None:
+                    b = floor(now / window)
+                    bf = buckets[window] = (b, (now - b * window) / window)
+                b, frac = bf
                 cur = prev = 0.0
                 if slots is not None:
                     v = slots.get(2 * window + b % 2, 0)
                     cur = float(v % _SHIFT) if v // _SHIFT == b else 0.0
                     v = slots.get(2 * window + (b - 1) % 2, 0)
                     prev = float(v % _SHIFT) if v // _SHIFT == b - 1 else 0.0
-                frac = (now - b * window) / window
                 if prev * (1.0 - frac) + cur + 1 > limit:
                     hits.append(LimitHit(i, window, limit, retry_after(cur, prev, limit, now, window)))
         if hits:
@@ -360,15 +374,19 @@ class MemoryFraudBackend:
             self._deferred_at = (now, schemas)
             for p in plan.pushes:
                 self._push(p, now)
+            counted: dict[int, tuple[int, int, int]] = {}  # window -> (bucket, slot, fresh value)
             for spec in plan.limits:
                 slots = lim.get(spec.key)
                 if slots is None:
                     slots = lim[spec.key] = {}
                 for window, _ in spec.windows:
-                    b = floor(now / window)
-                    f = 2 * window + b % 2
+                    bs = counted.get(window)
+                    if bs is None:
+                        b = floor(now / window)
+                        bs = counted[window] = (b, 2 * window + b % 2, b * _SHIFT + 1)
+                    b, f, fresh = bs
                     v = slots.get(f, 0)
-                    slots[f] = v + 1 if v // _SHIFT == b else b * _SHIFT + 1
+                    slots[f] = v + 1 if v // _SHIFT == b else fresh
                 self._expire(spec.key, now + spec.ttl)
         return Snapshot(
             reads=tuple(reads), lists=tuple(lists), flags=tuple(flags), counted=plan.count, shared=True
