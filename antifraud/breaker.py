@@ -139,7 +139,7 @@ def range_rules(ev: Evidence, s: FraudSettings) -> Finding | None:
             if _long_collapsed(ev.t_cc, s):
                 return Finding("country_fillback_low", "challenge", "t_cc", _long_fill(ev.t_cc))
     for name in _CHALLENGE_ORDER:
-        if name == "t_cc" and (not country_level or ev.young):
+        if name == "t_cc" and (not country_level or ev.new_everywhere):
             continue
         r = _view(ev, name)
         # in a country the tenant does not serve, failed challenges alone keep it challenged
@@ -201,10 +201,11 @@ def escalation(ev: Evidence, s: FraudSettings, attacked: bool = False) -> Findin
         return None
     for name in _CHALLENGE_ORDER:
         if name == "t_cc" and (
-            ev.declared_of > 0 or ev.young or ev.t_cc.long_verified >= s.farm_country_verified
+            ev.declared_of > 0 or ev.new_everywhere or ev.t_cc.long_verified >= s.farm_country_verified
         ):
             # where the tenant has (or declared) real users, their passed challenges are no farm; a
-            # tenant under a day old has no history to tell its first real users from a farm there
+            # tenant under a day old that declared nothing has no history to tell its first real
+            # users from a farm anywhere
             continue
         r = _view(ev, name)
         if r.ch_passed >= s.farm_passes and r.ch_fail >= math.log(3.0):

@@ -564,6 +564,7 @@ class FraudEngine:
             has_device=bool(req.device_id),
             challenge_passed=req.challenge_passed,
             declared_of=len(declared) if country in declared else 0,
+            declares=bool(declared),
             declared_volume=s.declared_country_volume,
             young=young,
         )

@@ -318,12 +318,21 @@ class Evidence:
     declared_volume: float = 0.0  # FraudSettings.declared_country_volume when declared
     # the tenant is younger than the baseline window (``TenantPolicy.created_at``, a day)
     young: bool = False
+    declares: bool = False  # the tenant declared any country at all (``TenantPolicy.declared``)
 
     @property
     def served(self) -> bool:
         """Real users are expected here: the tenant's own verify (``established``) or it declared the
         country. Country-level rules (a whole country challenged) stay off in a served country."""
         return self.declared_of > 0 or self.established
+
+    @property
+    def new_everywhere(self) -> bool:
+        """A tenant under a day old that declared no country: every country is new to it, so its
+        first real users anywhere look as new as a farm's numbers, and a whole country is not
+        judged by the failures of an attack in it. A tenant that declared its countries has said
+        where its users are: elsewhere the country-level evidence stands."""
+        return self.young and not self.declares
 
     @property
     def cold_declared(self) -> bool:
@@ -370,10 +379,10 @@ class Evidence:
         (t_cc_ratio, t_cc_def), (_, t_p5_def), (_, g_cc_def), (_, g_p5_def), (_, g_p4_def), (_, g_p3_def) = (
             fill
         )
-        if self.served or self.young:
+        if self.served or self.new_everywhere:
             # a served country is never challenged as a whole: challenges failed elsewhere in it (a
             # sweep of other blocks) say nothing of this request's block, which its own views judge;
-            # nor is a country of a tenant under a day old, whose real users there are all new
+            # nor is a country of a tenant under a day old that declared none
             ch_fail = max(self.t_p5.ch_fail, self.g_p4.ch_fail)
             c_def = max(self.t_p5.c_deficit, self.g_p4.c_deficit)
         else:

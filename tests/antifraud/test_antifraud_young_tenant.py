@@ -121,8 +121,9 @@ def test_challenges_failed_elsewhere_in_a_served_country_do_not_score_this_block
     # where the tenant does not serve the country (and is a day old or more), they do
     unserved = evidence(t_cc=swept, t_all=t_all)
     assert not unserved.served and feature(unserved, "ch_fail") > 6.0
-    # nor for a tenant under a day old, whose real users anywhere are all new
+    # nor for a tenant under a day old that declared no country, whose real users anywhere are new
     assert feature(evidence(t_cc=swept, t_all=t_all, young=True), "ch_fail") == 0.0
+    assert feature(evidence(t_cc=swept, t_all=t_all, young=True, declares=True), "ch_fail") > 6.0
     # the request's own block still counts, served or not
     in_block = evidence(t_cc=swept, t_p5=failing(8.0), t_all=t_all, declared_of=3)
     assert feature(in_block, "ch_fail") > 2.0
@@ -143,6 +144,10 @@ def test_a_young_tenants_countries_are_not_challenged_or_farm_blocked_as_a_whole
     got = range_rules(old, S)
     assert got is not None and got.code == "challenges_failing" and got.where == "t_cc"
     assert range_rules(young, S) is None
+    # a young tenant that declared its countries (not this one) said where its users are: there the
+    # country-level evidence stands
+    got = range_rules(evidence(t_cc=country, t_all=t_all, young=True, declares=True), S)
+    assert got is not None and got.code == "challenges_failing"
     # 30 challenges, 8 passed: a farm's passes for a day-old tenant's country (≥ 5 passed, ≥ 2 in 3
     # failed); fewer than 4 failed for each passed, so not the prober's pattern either
     row[8] = 8.0
