@@ -152,15 +152,20 @@ def range_rules(ev: Evidence, s: FraudSettings) -> Finding | None:
     return None
 
 
+def _never_verified(ev: Evidence, s: FraudSettings) -> bool:
+    """A country the tenant neither serves nor declared, where it never had a code verified (its
+    day's decayed counter)."""
+    return not ev.served and ev.t_cc.long_verified < s.unproven_verified
+
+
 def _unproven(ev: Evidence, s: FraudSettings) -> bool:
     """A country the tenant neither serves nor declared, where, a day old or more, it never had a code
     verified (its day's decayed counter), and whose recent challenges were mostly not passed. A
     younger tenant's empty history there says nothing yet (``Evidence.young``)."""
     r = ev.t_cc
     return (
-        not ev.served
-        and not ev.young
-        and r.long_verified < s.unproven_verified
+        not ev.young
+        and _never_verified(ev, s)
         and r.challenged >= s.unproven_challenges
         and r.ch_fail >= math.log(2.0)
     )
@@ -179,11 +184,7 @@ def _failing_unproven(ev: Evidence, s: FraudSettings) -> bool:
     r = ev.t_cc
     n = s.unproven_failing_young if ev.young else s.unproven_failing
     return (
-        not ev.served
-        and r.long_verified < s.unproven_verified
-        and r.challenged >= n
-        and r.ch_fail >= math.log(n)
-        and ev.g_p4.challenged < n
+        _never_verified(ev, s) and r.challenged >= n and r.ch_fail >= math.log(n) and ev.g_p4.challenged < n
     )
 
 

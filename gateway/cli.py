@@ -176,6 +176,7 @@ def cmd_tenant_key_add(args: argparse.Namespace) -> int:
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
     from gateway.phone import country_codes
+    from gateway.services.fraud import checked_expected
 
     settings = _settings(args)
     scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
@@ -186,13 +187,14 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
             countries = frozenset({"*"})
         else:
             countries = country_codes(args.countries.split(","))
-        expected = country_codes(args.expect.split(",")) if args.expect is not None else None
-        if expected is not None and not expected:
-            raise ValueError("--expect needs at least one country code")
-        if expected and "*" not in countries and expected - countries:
-            raise ValueError(
-                f"--expect names countries outside --countries: {', '.join(sorted(expected - countries))}"
-            )
+        expected = None
+        if args.expect is not None:
+            try:
+                expected = checked_expected(args.expect.split(","), countries, "--countries")
+            except ValueError as e:
+                raise ValueError(f"--expect: {e}") from None
+            if not expected:
+                raise ValueError("--expect needs at least one country code")
     except ValueError as e:
         print(f"smsgw: {e}", file=sys.stderr)
         return 2

@@ -12,10 +12,10 @@ from gateway.api.registry import Query, endpoint
 from gateway.auth import authenticate, require
 from gateway.context import CTX
 from gateway.errors import ApiError
-from gateway.phone import country_codes, parse_number
+from gateway.phone import parse_number
 from gateway.privacy.mask import mask_phone
 from gateway.schemas import decode, json_body, query_int
-from gateway.services.fraud import EXPECTED_KEY, expected_countries
+from gateway.services.fraud import EXPECTED_KEY, checked_expected, tenant_policy
 from gateway.store.records import Principal
 
 
@@ -100,19 +100,28 @@ class ModeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 async def mode(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "admin")
-    ctx = request.app[CTX]
     req = decode(await json_body(request), ModeRequest)
-    await ctx.db.update_tenant_settings(who.tenant.id, {"fraud_mode": req.mode})
+    await _change_settings(request, who, {"fraud_mode": req.mode}, "fraud.mode", {"mode": req.mode})
+    return web.json_response({"mode": req.mode})
+
+
+async def _change_settings(
+    request: web.Request, who: Principal, changes: dict[str, Any], action: str, details: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge anti-fraud settings of the admin's tenant, make the engine read them at its next check
+    (not after the settings refresh), and audit the change; returns the tenant's settings."""
+    ctx = request.app[CTX]
+    settings = await ctx.db.update_tenant_settings(who.tenant.id, changes)
     ctx.fraud.forget_policy(who.tenant.id)
     await ctx.db.append_audit(
         at=ctx.clock(),
         actor=f"tenant:{who.tenant.id}:admin",
         tenant_id=who.tenant.id,
-        action="fraud.mode",
+        action=action,
         target=who.tenant.id,
-        details={"mode": req.mode},
+        details=details,
     )
-    return web.json_response({"mode": req.mode})
+    return settings
 
 
 class ExpectedRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -120,11 +129,12 @@ class ExpectedRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def _expected_answer(who: Principal, settings: dict[str, Any]) -> web.Response:
-    got = expected_countries(settings)
-    allowed = who.tenant.countries
-    source = "expected" if got is not None else ("allowed" if "*" not in allowed else "none")
-    used = got if got is not None else (frozenset() if "*" in allowed else allowed)
-    return web.json_response({"countries": sorted(got or ()), "in_use": sorted(used), "source": source})
+    policy = tenant_policy(who.tenant, settings)
+    got = policy.expected_countries
+    source = "expected" if got is not None else ("allowed" if policy.allowed_countries else "none")
+    return web.json_response(
+        {"countries": sorted(got or ()), "in_use": sorted(policy.declared), "source": source}
+    )
 
 
 @endpoint(
@@ -139,24 +149,13 @@ def _expected_answer(who: Principal, settings: dict[str, Any]) -> web.Response:
 async def put_expected(request: web.Request) -> web.Response:
     who = await authenticate(request)
     require(who, "admin")
-    ctx = request.app[CTX]
     req = decode(await json_body(request), ExpectedRequest)
     try:
-        codes = country_codes(req.countries)
+        codes = sorted(checked_expected(req.countries, who.tenant.countries))
     except ValueError as e:
         raise ApiError("invalid_request", f"countries: {e}.") from None
-    if "*" not in who.tenant.countries and codes - who.tenant.countries:
-        outside = ", ".join(sorted(codes - who.tenant.countries))
-        raise ApiError("invalid_request", f"countries: this tenant may not send to {outside}.")
-    settings = await ctx.db.update_tenant_settings(who.tenant.id, {EXPECTED_KEY: sorted(codes)})
-    ctx.fraud.forget_policy(who.tenant.id)
-    await ctx.db.append_audit(
-        at=ctx.clock(),
-        actor=f"tenant:{who.tenant.id}:admin",
-        tenant_id=who.tenant.id,
-        action="fraud.expected_countries",
-        target=who.tenant.id,
-        details={"countries": sorted(codes)},
+    settings = await _change_settings(
+        request, who, {EXPECTED_KEY: codes}, "fraud.expected_countries", {"countries": codes}
     )
     return _expected_answer(who, settings)
 

@@ -21,9 +21,9 @@ from typing import Any
 
 from antifraud import Decision, FraudEngine, FraudRequest, TenantPolicy
 from gateway.errors import ApiError
-from gateway.phone import Number
+from gateway.phone import Number, country_codes
 from gateway.privacy.mask import mask_phone
-from gateway.store.records import Principal
+from gateway.store.records import Principal, Tenant
 from metrics.instruments import Instruments
 
 log = logging.getLogger("smsgw.fraud")
@@ -43,6 +43,34 @@ def expected_countries(settings: dict[str, Any]) -> frozenset[str] | None:
     return frozenset(str(c) for c in got)
 
 
+def checked_expected(
+    values: list[str] | tuple[str, ...],
+    allowed: frozenset[str],
+    allowed_name: str = "the countries this tenant may send to",
+) -> frozenset[str]:
+    """Expected countries as a tenant (or operator) gives them: known ISO codes, inside the tenant's
+    allowed countries (``allowed``, "*" = every country; ``allowed_name`` in the message); raises
+    ``ValueError`` naming the bad ones."""
+    codes = country_codes(values)
+    outside = codes - allowed if "*" not in allowed else frozenset()
+    if outside:
+        raise ValueError(f"outside {allowed_name}: {', '.join(sorted(outside))}")
+    return codes
+
+
+def tenant_policy(tenant: Tenant, settings: dict[str, Any]) -> TenantPolicy:
+    """The tenant's anti-fraud policy from its record and settings: its allowed countries, what it
+    declared it serves (a cold-start prior: its expected countries, else its allowed countries when
+    they are a list, ``TenantPolicy.declared``), its fraud mode, and its creation time (which bounds
+    how much history its baselines can hold)."""
+    return TenantPolicy(
+        allowed_countries=None if "*" in tenant.countries else frozenset(tenant.countries),
+        expected_countries=expected_countries(settings),
+        enforce=settings.get("fraud_mode", "enforce") != "monitor",
+        created_at=tenant.created_at,
+    )
+
+
 class Fraud:
     """The engine plus each tenant's policy: its destination countries, and ``fraud_mode`` from the
     tenant's settings (``enforce``, or ``monitor``: decide, count and log, but always allow)."""
@@ -58,33 +86,18 @@ class Fraud:
         self.m = instruments
         self._load = tenant_settings
         self._refresh = refresh_s
-        # tenant → (its countries, enforce, its expected countries, when to read its settings again)
-        self._policies: dict[str, tuple[frozenset[str], bool, frozenset[str] | None, float]] = {}
+        # tenant → (its countries, its policy, when to read its settings again)
+        self._policies: dict[str, tuple[frozenset[str], TenantPolicy, float]] = {}
 
     async def _policy(self, who: Principal) -> None:
         countries = who.tenant.countries
         seen = self._policies.get(who.tenant.id)
-        if seen is not None and seen[0] == countries and time.monotonic() < seen[3]:
+        if seen is not None and seen[0] == countries and time.monotonic() < seen[2]:
             return
-        settings = await self._load(who.tenant.id)
-        enforce = settings.get("fraud_mode", "enforce") != "monitor"
-        expected = expected_countries(settings)
-        if seen is None or seen[:3] != (countries, enforce, expected):
-            # what the tenant declared it serves is a cold-start prior: its expected countries
-            # (``tenant create --expect``, ``PUT /v1/fraud/expected-countries``), else its allowed
-            # countries when they are a list; its creation time bounds how much history its
-            # baselines can hold
-            allowed = None if "*" in countries else frozenset(countries)
-            self.engine.set_tenant_policy(
-                who.tenant.id,
-                TenantPolicy(
-                    allowed_countries=allowed,
-                    expected_countries=expected,
-                    enforce=enforce,
-                    created_at=who.tenant.created_at,
-                ),
-            )
-        self._policies[who.tenant.id] = (countries, enforce, expected, time.monotonic() + self._refresh)
+        policy = tenant_policy(who.tenant, await self._load(who.tenant.id))
+        if seen is None or seen[1] != policy:
+            self.engine.set_tenant_policy(who.tenant.id, policy)
+        self._policies[who.tenant.id] = (countries, policy, time.monotonic() + self._refresh)
 
     def forget_policy(self, tenant_id: str) -> None:
         self._policies.pop(tenant_id, None)
@@ -140,7 +153,7 @@ class Fraud:
             now=now,
             dry_run=True,
         )
-        return decision, self._policies[who.tenant.id][1]
+        return decision, self._policies[who.tenant.id][1].enforce
 
     async def check(
         self,
