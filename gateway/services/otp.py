@@ -85,15 +85,6 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
     decision = await senderids.check(who.tenant.id, req.sender_id, num.country, sample_text)
     brand = await senderids.brand_class(who.tenant.id, num.country)
     now = ctx.clock()
-    fraud = await ctx.fraud.check(
-        who,
-        num,
-        client_ip=req.client_ip,
-        device_id=req.device_id,
-        session_id=req.session_id,
-        challenge_token=req.challenge_token,
-        now=now,
-    )
     region, store = ctx.regions.for_country(num.country)
     ring = store.keyring
     phone_hmac = ring.lookup(num.e164)
@@ -122,6 +113,22 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
             limit=gate.reason,
             retry_after=retry,
         )
+    # the resend gate comes first: a tap it refuses sends nothing, so anti-fraud must not count it as a
+    # send (it would hold it against the number's and the range's limits); a send anti-fraud refuses
+    # gives the gate back, as a failed write does below
+    try:
+        fraud = await ctx.fraud.check(
+            who,
+            num,
+            client_ip=req.client_ip,
+            device_id=req.device_id,
+            session_id=req.session_id,
+            challenge_token=req.challenge_token,
+            now=now,
+        )
+    except BaseException:
+        await _release_gate(ctx, who.tenant.id, phone_hmac, now, otp_id)
+        raise
     code = generate_code(s.code_length)
     phone_enc = ring.seal(num.e164.encode(), "phone")
     sender = decision.sender_used or ""  # "": the route's own default sender
@@ -168,12 +175,7 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
     except BaseException:
         # not accepted (the caller gets 503): this send must not hold the number's cooldown and hourly
         # count against the retry
-        try:
-            await ctx.st.release_gate(
-                who.tenant.id, phone_hmac.hex(), cooldown=s.resend_cooldown_seconds, now=now, member=otp_id
-            )
-        except Exception:
-            log.exception("resend gate not released after a failed write", extra={"otp_id": otp_id})
+        await _release_gate(ctx, who.tenant.id, phone_hmac, now, otp_id)
         raise
     await keep_copy(ctx, region, "otp", otp_id, who.tenant.id, num.e164, num.country, now)
     ctx.disp.notify(msg)
@@ -183,6 +185,21 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
         extra={"otp_id": otp_id, "to": masked, "country": num.country, "tenant": who.tenant.id},
     )
     return OtpAccepted(otp, masked, decision.sender_used, decision.fallback_used)
+
+
+async def _release_gate(ctx: Context, tenant_id: str, phone_hmac: bytes, now: float, otp_id: str) -> None:
+    """Give back the resend gate of a send that was not accepted (refused by anti-fraud, or its write
+    failed), so it holds neither the number's cooldown nor its hourly count against the retry."""
+    try:
+        await ctx.st.release_gate(
+            tenant_id,
+            phone_hmac.hex(),
+            cooldown=ctx.settings.otp.resend_cooldown_seconds,
+            now=now,
+            member=otp_id,
+        )
+    except Exception:
+        log.exception("resend gate not released after a refused send", extra={"otp_id": otp_id})
 
 
 def unavailable(e: StateUnavailable) -> ApiError:

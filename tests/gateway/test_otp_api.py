@@ -210,3 +210,17 @@ async def test_nothing_in_clear_on_disk(gw: Gw) -> None:
         assert to[1:].encode() not in blob and to[3:].encode() not in blob
         assert not re.search(rb"(?<!\d)" + code.encode() + rb"(?!\d)", blob), "an OTP code in clear"
     await gw.ctx.db.open()
+
+
+async def test_a_request_the_resend_cooldown_refuses_is_not_counted_as_a_send(gw: Gw) -> None:
+    """A user tapping "resend" within the cooldown gets 429 and nothing is sent: anti-fraud must not
+    count those taps against the number's hourly limit (8 an hour), or the user's next real resend
+    after the cooldown is refused as if 8 codes had gone out."""
+    key = await gw.tenant()
+    assert (await gw.call("POST", "/v1/otp", key, {"to": NUM}))[0] == 202
+    for _ in range(9):
+        st, err, _ = await gw.call("POST", "/v1/otp", key, {"to": NUM})
+        assert st == 429 and err["error"]["limit"] == "cooldown", err
+    gw.clock.advance(31)
+    st, body, _ = await gw.call("POST", "/v1/otp", key, {"to": NUM})
+    assert st == 202, body
