@@ -90,7 +90,7 @@ def main() -> int:
     results: dict[int, dict[str, float]] = {}
     started: list[subprocess.Popen[bytes]] = []
     try:
-        with redis_process() as (redis, redis_port), pg_process() as pg:
+        with redis_process() as (redis, redis_port), pg_process(durable=True) as pg:
             env = {
                 **os.environ,
                 "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
