@@ -107,14 +107,14 @@ def classify(status: int, body: Any, retry_after: str | None) -> Outcome:
         return Outcome("block", code, reasons=(code,))  # the tenant's countries, or the engine's
     if status == 429:
         after = _seconds(retry_after if retry_after is not None else err.get("retry_after"))
-        # the gateway's own resend gate (cooldown, hourly cap per number) runs after anti-fraud allowed
+        # the gateway's own resend gate (cooldown, hourly cap per number) runs before anti-fraud, so
+        # its 429 is no anti-fraud decision; neither is anti-fraud's own limit
         gate = "limit" in err
         return Outcome(
             "rate_limited",
             code or "rate_limited",
             after,
             reasons or (f"{err.get('scope', 'number')}_{err['limit']}" if gate else "rate_limited",),
-            fraud="allow" if gate else None,
         )
     if status == 400 and code == "invalid_number":
         return Outcome("block", code, reasons=(code,))

@@ -53,13 +53,13 @@ def test_each_answer_of_post_otp_maps_to_the_simulators_action() -> None:
     # anti-fraud's own limit: counted in smsgw_rate_limited_total, not as a decision
     rl = classify(429, _err("rate_limited", scope="prefix", retry_after=7, reasons=reasons), "7")
     assert (rl.action, rl.retry_after, rl.fraud) == ("rate_limited", 7.0, None)
-    # the gateway's resend gate runs after anti-fraud allowed the request
+    # the gateway's resend gate runs before anti-fraud: its refusal is no anti-fraud decision
     gate = classify(429, _err("rate_limited", scope="number", limit="cooldown", retry_after=30), "30")
     assert (gate.action, gate.retry_after, gate.reasons, gate.fraud) == (
         "rate_limited",
         30.0,
         ("number_cooldown",),
-        "allow",
+        None,
     )
     assert classify(429, _err("rate_limited"), "soon").retry_after is None
     typo = classify(400, _err("invalid_number"), None)
