@@ -329,3 +329,40 @@ async def test_fill_back_writes_hold_off_after_one_fails_on_a_hung_redis(
         await client.aclose()
         server.close()
         await server.wait_closed()
+
+
+async def test_memory_state_lets_expired_numbers_go_and_keeps_at_most_max_keys() -> None:
+    """The embedded state must not grow with every number ever sent to, nor sweep all of them per
+    request: expired cooldowns, hourly windows and verify counters leave as time passes, and past
+    ``max_keys`` live keys the oldest go first, while the newest keep their limits."""
+    clock = ManualClock(1000.0)
+    st = MemoryState(clock, max_keys=50)
+    for n in range(40):
+        assert (
+            await st.send_gate("t", f"{n:04x}", cooldown=30, hourly_limit=2, now=clock(), member="m")
+        ).allowed
+        await st.verify_attempt(f"otp_{n}", ttl=600)
+        clock.advance(1)
+    sizes = (len(st._until), len(st._windows), len(st._counters))
+    assert sizes == (30, 40, 40)  # cooldowns of the first 10 ran out, windows and counters live
+    clock.advance(3601)
+    await st.send_gate("t", "new", cooldown=30, hourly_limit=2, now=clock(), member="m")
+    await st.verify_attempt("otp_new", ttl=600)
+    assert (len(st._until), len(st._windows), len(st._counters)) == (1, 1, 1)
+    # past max_keys: the oldest leave, the newest keep their cooldown and hourly count
+    for n in range(80):
+        await st.send_gate("t", f"b{n:04x}", cooldown=30, hourly_limit=2, now=clock(), member="m")
+    assert len(st._until) <= 50 and len(st._windows) <= 50
+    last = await st.send_gate("t", "b004f", cooldown=30, hourly_limit=2, now=clock(), member="m")
+    assert not last.allowed and last.reason == "cooldown"
+    # a number sent to again keeps its window past the first send's hour
+    st2 = MemoryState(clock)
+    await st2.send_gate("t", "x", cooldown=0, hourly_limit=5, now=clock(), member="m")
+    clock.advance(1800)
+    await st2.send_gate("t", "x", cooldown=0, hourly_limit=5, now=clock(), member="m")
+    clock.advance(1900)  # past the first send's hour, inside the second's
+    await st2.send_gate("t", "y", cooldown=0, hourly_limit=5, now=clock(), member="m")
+    assert number_window_key("t", "x") in st2._windows
+    clock.advance(1800)  # past the second send's hour too
+    await st2.send_gate("t", "y", cooldown=0, hourly_limit=5, now=clock(), member="m")
+    assert number_window_key("t", "x") not in st2._windows
