@@ -39,6 +39,12 @@ class PrincipalCache:
         return principal
 
 
+def key_id(key_hash: bytes) -> str:
+    """What operators call a key by (``smsgw tenant key list|revoke``): the first 6 bytes of its hash in
+    hex. It names the key without being it: the key cannot be rebuilt from it."""
+    return key_hash[:6].hex()
+
+
 async def create_tenant(
     store: Store, name: str, scopes: frozenset[str], countries: frozenset[str], now: float
 ) -> tuple[Tenant, str]:

@@ -102,7 +102,8 @@ async def _tenant_create(
     expected: frozenset[str] | None = None,
 ) -> dict[str, str]:
     from gateway.app import open_stores
-    from gateway.auth import create_tenant
+    from gateway.auth import create_tenant, key_id
+    from gateway.privacy.crypto import hash_api_key
     from gateway.services.fraud import EXPECTED_KEY
 
     store = open_stores(settings).control
@@ -129,7 +130,7 @@ async def _tenant_create(
         )
     finally:
         await store.close()
-    return {"tenant_id": tenant.id, "api_key": api_key}
+    return {"tenant_id": tenant.id, "api_key": api_key, "key_id": key_id(hash_api_key(api_key))}
 
 
 async def _key_add(settings: Settings, tenant_id: str, scopes: frozenset[str]) -> str | None:
@@ -159,6 +160,8 @@ async def _key_add(settings: Settings, tenant_id: str, scopes: frozenset[str]) -
 
 
 def cmd_tenant_key_add(args: argparse.Namespace) -> int:
+    from gateway.auth import key_id
+    from gateway.privacy.crypto import hash_api_key
     from gateway.store.records import SCOPES
 
     settings = _settings(args)
@@ -170,7 +173,87 @@ def cmd_tenant_key_add(args: argparse.Namespace) -> int:
     if api_key is None:
         print(f"smsgw: no tenant {args.tenant_id}", file=sys.stderr)
         return 2
-    print(json.dumps({"tenant_id": args.tenant_id, "api_key": api_key}))
+    print(
+        json.dumps({"tenant_id": args.tenant_id, "api_key": api_key, "key_id": key_id(hash_api_key(api_key))})
+    )
+    return 0
+
+
+async def _keys(settings: Settings, tenant_id: str) -> list[dict[str, object]] | None:
+    from gateway.app import open_stores
+    from gateway.auth import key_id
+
+    store = open_stores(settings).control
+    await store.open()
+    try:
+        if not await store.tenant_settings(tenant_id):
+            return None
+        return [
+            {
+                "key_id": key_id(k.key_hash),
+                "scopes": sorted(k.scopes),
+                "created_at": k.created_at,
+                "revoked_at": k.revoked_at,
+            }
+            for k in await store.api_keys(tenant_id)
+        ]
+    finally:
+        await store.close()
+
+
+def cmd_tenant_key_list(args: argparse.Namespace) -> int:
+    keys = asyncio.run(_keys(_settings(args), args.tenant_id))
+    if keys is None:
+        print(f"smsgw: no tenant {args.tenant_id}", file=sys.stderr)
+        return 2
+    print(json.dumps({"tenant_id": args.tenant_id, "keys": keys}))
+    return 0
+
+
+async def _key_revoke(settings: Settings, tenant_id: str, wanted: str) -> tuple[str, float | None]:
+    """("revoked", now), ("already", revoked_at) or ("unknown", None)."""
+    from gateway.app import open_stores
+    from gateway.auth import key_id
+
+    store = open_stores(settings).control
+    await store.open()
+    try:
+        match = [k for k in await store.api_keys(tenant_id) if key_id(k.key_hash) == wanted]
+        if not match:
+            return "unknown", None
+        if match[0].revoked_at is not None:
+            return "already", match[0].revoked_at
+        now = time.time()
+        if not await store.revoke_api_key(tenant_id, match[0].key_hash, now):
+            return "already", None  # revoked meanwhile by another operator
+        await store.append_audit(
+            at=now,
+            actor="cli",
+            tenant_id=tenant_id,
+            action="tenant.key_revoke",
+            target=tenant_id,
+            details={"key_id": wanted, "scopes": sorted(match[0].scopes)},
+        )
+        return "revoked", now
+    finally:
+        await store.close()
+
+
+def cmd_tenant_key_revoke(args: argparse.Namespace) -> int:
+    wanted = args.key_id.strip().lower()
+    outcome, at = asyncio.run(_key_revoke(_settings(args), args.tenant_id, wanted))
+    if outcome == "unknown":
+        print(
+            f"smsgw: tenant {args.tenant_id} has no key {wanted} "
+            f"(see: smsgw tenant key list {args.tenant_id})",
+            file=sys.stderr,
+        )
+        return 2
+    print(
+        json.dumps(
+            {"tenant_id": args.tenant_id, "key_id": wanted, "revoked_at": at, "already": outcome == "already"}
+        )
+    )
     return 0
 
 
@@ -440,6 +523,18 @@ def parser() -> argparse.ArgumentParser:
     tka.add_argument("--scopes", default="send,verify")
     tka.add_argument("--config")
     tka.set_defaults(func=cmd_tenant_key_add)
+    tkl = tk.add_parser("list", help="a tenant's keys by key id (never the keys), revoked ones too")
+    tkl.add_argument("tenant_id")
+    tkl.add_argument("--config")
+    tkl.set_defaults(func=cmd_tenant_key_list)
+    tkr = tk.add_parser(
+        "revoke",
+        help="revoke a key by its key id; every gateway process refuses it within 10 s (its key cache)",
+    )
+    tkr.add_argument("tenant_id")
+    tkr.add_argument("key_id", help="as 'smsgw tenant key list' and 'key add' print it")
+    tkr.add_argument("--config")
+    tkr.set_defaults(func=cmd_tenant_key_revoke)
 
     sc = sub.add_parser("sim-carrier", help="run a fake carrier (HTTP and SMPP) for development")
     sc.add_argument("--host", default="127.0.0.1")

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.privacy.audit import AuditRecord
 from gateway.privacy.crypto import Keyring
-from gateway.store.records import MessageRecord, OtpRecord, Principal, Tenant
+from gateway.store.records import ApiKeyInfo, MessageRecord, OtpRecord, Principal, Tenant
 
 __all__ = [
     "AuditRecord",
@@ -165,6 +165,15 @@ class TenantStore(Protocol):
 
     async def principal_for_key(self, key_hash: bytes) -> Principal | None:
         """The tenant and scopes of an unrevoked key; None for an unknown or revoked key."""
+        ...
+
+    async def api_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
+        """The tenant's keys, revoked ones too, oldest first ([] for no such tenant)."""
+        ...
+
+    async def revoke_api_key(self, tenant_id: str, key_hash: bytes, now: float) -> bool:
+        """Mark the tenant's key revoked at ``now``; False (nothing written) when the tenant has no such
+        unrevoked key. Processes that cached the key refuse it once their cache entry expires."""
         ...
 
     async def tenant_settings(self, tenant_id: str | None = None) -> dict[str, dict[str, Any]]:

@@ -26,6 +26,17 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    """One API key as an operator lists it: never the key, only its hash (whose first 6 bytes in hex
+    are the key id the CLI shows and revokes by)."""
+
+    key_hash: bytes
+    scopes: frozenset[str]
+    created_at: float
+    revoked_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class OtpRecord:
     id: str
     tenant_id: str

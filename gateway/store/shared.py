@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.store.records import OtpRecord, Principal, Tenant
+from gateway.store.records import ApiKeyInfo, OtpRecord, Principal, Tenant
 from gateway.store.tables import OTP_COLS
 from gateway.store.writer import Statement
 
@@ -50,6 +50,26 @@ class SharedQueries:
             return None
         tenant = Tenant(row[0], row[1], frozenset(c for c in row[2].split(",") if c), row[3])
         return Principal(tenant, frozenset(s for s in row[4].split(",") if s))
+
+    async def api_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
+        rows = await self._read_all(
+            "SELECT key_hash, scopes, created_at, revoked_at FROM api_keys WHERE tenant_id = ? "
+            "ORDER BY created_at, key_hash",
+            (tenant_id,),
+        )
+        return [ApiKeyInfo(bytes(r[0]), frozenset(s for s in r[1].split(",") if s), r[2], r[3]) for r in rows]
+
+    async def revoke_api_key(self, tenant_id: str, key_hash: bytes, now: float) -> bool:
+        n, _ = await self._write(
+            [
+                (
+                    "UPDATE api_keys SET revoked_at = ? "
+                    "WHERE key_hash = ? AND tenant_id = ? AND revoked_at IS NULL",
+                    (now, key_hash, tenant_id),
+                )
+            ]
+        )
+        return n == 1
 
     async def get_otp(self, tenant_id: str, otp_id: str) -> OtpRecord | None:
         row = await self._read_one(

@@ -63,3 +63,35 @@ def test_tenant_key_add_gives_a_second_key_with_other_scopes(procs: Procs) -> No
     assert out["tenant_id"] == tenant and out["api_key"].startswith("sk_live_")
     assert procs.smsgw("tenant", "key", "add", "tn_nope", "--scopes", "admin").returncode == 2
     assert procs.smsgw("tenant", "key", "add", tenant, "--scopes", "root").returncode == 2
+
+
+def test_tenant_key_list_and_revoke(procs: Procs) -> None:
+    r = procs.smsgw("tenant", "create", "acme", "--scopes", "send,verify")
+    first = json.loads(r.stdout.strip().splitlines()[-1])
+    tenant = first["tenant_id"]
+    second = json.loads(procs.smsgw("tenant", "key", "add", tenant, "--scopes", "admin").stdout)
+    assert len(first["key_id"]) == 12 and first["key_id"] != second["key_id"]
+    r = procs.smsgw("tenant", "key", "list", tenant)
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(r.stdout)["keys"]
+    assert [(k["key_id"], k["scopes"], k["revoked_at"]) for k in listed] == [
+        (first["key_id"], ["send", "verify"], None),
+        (second["key_id"], ["admin"], None),
+    ]
+    assert first["api_key"] not in r.stdout and second["api_key"] not in r.stdout
+    r = procs.smsgw("tenant", "key", "revoke", tenant, second["key_id"])
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["key_id"] == second["key_id"] and out["revoked_at"] and out["already"] is False
+    again = json.loads(procs.smsgw("tenant", "key", "revoke", tenant, second["key_id"]).stdout)
+    assert again["already"] is True and again["revoked_at"] == out["revoked_at"]
+    r = procs.smsgw("tenant", "key", "revoke", tenant, "000000000000")
+    assert r.returncode == 2 and "no key" in r.stderr
+    assert procs.smsgw("tenant", "key", "list", "tn_nope").returncode == 2
+    listed = json.loads(procs.smsgw("tenant", "key", "list", tenant).stdout)["keys"]
+    assert [k["revoked_at"] is None for k in listed] == [True, False]
+    with sqlite3.connect(procs.workdir / "smsgw.db") as db:
+        actions = [a for (a,) in db.execute("SELECT action FROM audit WHERE tenant_id = ?", (tenant,))]
+    assert actions.count("tenant.key_revoke") == 1
+    r = procs.smsgw("audit", "verify")
+    assert r.returncode == 0, r.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from prometheus_client import CollectorRegistry
@@ -224,3 +225,31 @@ async def test_a_request_the_resend_cooldown_refuses_is_not_counted_as_a_send(gw
     gw.clock.advance(31)
     st, body, _ = await gw.call("POST", "/v1/otp", key, {"to": NUM})
     assert st == 202, body
+
+
+async def test_a_revoked_key_is_refused_once_its_cache_entry_expires(gw: Gw) -> None:
+    """Every process caches a key's principal for 10 s (``PrincipalCache``): a revoked key works until
+    then and is refused (401) after; the tenant's other keys go on working."""
+    from gateway.auth import PrincipalCache
+    from gateway.privacy.crypto import hash_api_key
+
+    cache = PrincipalCache(ttl=0.2)
+    gw.ctx.extras["principal_cache"] = cache
+    key = await gw.tenant()
+    principal = await gw.ctx.db.principal_for_key(hash_api_key(key))
+    assert principal is not None
+    tenant_id = principal.tenant.id
+    other = "sk_live_second-key-of-the-same-tenant"
+    assert await gw.ctx.db.add_api_key(tenant_id, hash_api_key(other), frozenset({"send"}), 0.0)
+    assert (await gw.call("POST", "/v1/otp", key, {"to": NUM}))[0] == 202
+    assert await gw.ctx.db.revoke_api_key(tenant_id, hash_api_key(key), 1.0)
+    st, _, _ = await gw.call("GET", "/v1/otp/otp_nope", key)
+    assert st == 404  # still cached: within the TTL the key works
+    await asyncio.sleep(0.25)
+    st, err, headers = await gw.call("GET", "/v1/otp/otp_nope", key)
+    assert (
+        st == 401
+        and err["error"]["code"] == "unauthorized"
+        and "invalid_token" in headers["WWW-Authenticate"]
+    )
+    assert (await gw.call("POST", "/v1/otp", other, {"to": "+4915123456780"}))[0] == 202

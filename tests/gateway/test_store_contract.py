@@ -449,6 +449,18 @@ async def test_tenants_keys_and_settings(opened: Opened) -> None:
     assert await store.principal_for_key(b"k4" * 16) is None
     k3 = await store.principal_for_key(b"k3" * 16)
     assert k3 is not None and k3.tenant.id == "t1" and k3.scopes == {"admin"}
+    # revoking: only the tenant's own unrevoked key, once; the other key keeps working
+    assert [(k.key_hash, k.scopes, k.revoked_at) for k in await store.api_keys("t1")] == [
+        (b"k1" * 16, {"send", "verify"}, None),
+        (b"k3" * 16, {"admin"}, None),
+    ]
+    assert await store.revoke_api_key("nobody", b"k3" * 16, T0 + 1) is False
+    assert await store.revoke_api_key("t1", b"k3" * 16, T0 + 1) is True
+    assert await store.revoke_api_key("t1", b"k3" * 16, T0 + 2) is False
+    assert await store.principal_for_key(b"k3" * 16) is None
+    assert await store.principal_for_key(b"k1" * 16) is not None
+    assert [k.revoked_at for k in await store.api_keys("t1")] == [None, T0 + 1]
+    assert await store.api_keys("nobody") == []
     await tenant(store, "t2", b"t2" * 16)
     assert await store.tenant_settings("t1") == {"t1": {}}
     assert await store.update_tenant_settings("t1", {"fraud_mode": "monitor"}) == {"fraud_mode": "monitor"}
