@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from gateway.store.base import Store
 
 CONTROL = ""
-_REGION_IN_ID = re.compile(r"^[a-z]+_([a-z0-9]{1,12})_[0-9a-f]{20}$")
+_REGION_IN_ID = re.compile(r"^[a-z]+_([a-z0-9]{1,12})_(?:[0-9a-f]{8})?[0-9a-f]{20}$")  # before ids had time
 
 
 def region_of_id(obj_id: str) -> str:

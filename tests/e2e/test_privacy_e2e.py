@@ -148,7 +148,7 @@ copy_to_control = ["RU"]
     assert (
         ids[ru].startswith("otp_ru_")
         and ids[de].startswith("otp_eu_")
-        and re.fullmatch(r"otp_[0-9a-f]{20}", ids[fr])
+        and re.fullmatch(r"otp_[0-9a-f]{28}", ids[fr])
     )
     wait_until(lambda: get_json(f"http://127.0.0.1:{sim_port}/stats")["received"] == 3, 10, "three messages")
     procs.stop_all()

@@ -5,13 +5,20 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 
 from gateway.ids import new_id, random_hex
 
 
-def test_ids_have_the_kind_region_and_80_random_bits() -> None:
-    assert re.fullmatch(r"otp_[0-9a-f]{20}", new_id("otp"))
-    assert re.fullmatch(r"msg_ru_[0-9a-f]{20}", new_id("msg", "ru"))
+def test_ids_have_the_kind_region_the_second_and_80_random_bits() -> None:
+    assert re.fullmatch(r"otp_[0-9a-f]{28}", new_id("otp"))
+    assert re.fullmatch(r"msg_ru_[0-9a-f]{28}", new_id("msg", "ru"))
+    before = int(time.time())
+    minted = [new_id("msg") for _ in range(1000)]
+    assert before <= int(minted[0][4:12], 16) <= int(time.time())
+    assert len(set(minted)) == 1000 and len({m[12:] for m in minted}) == 1000
+    # in the order they were minted, up to the second: a B-tree takes them at its right edge
+    assert [m[4:12] for m in minted] == sorted(m[4:12] for m in minted)
     assert len(random_hex(5000)) == 10000  # larger than the buffer: still served
 
 
@@ -63,3 +70,12 @@ def test_random_below_is_uniform_and_in_range() -> None:
     codes = [generate_code(6) for _ in range(2000)]
     assert all(len(c) == 6 and c.isdigit() for c in codes) and len(set(codes)) > 1990
     assert any(c.startswith("0") for c in codes)  # leading zeros kept, not dropped
+
+
+def test_the_region_is_read_from_ids_of_both_forms() -> None:
+    from gateway.store.router import CONTROL, region_of_id
+
+    assert region_of_id(new_id("msg", "ru")) == "ru"
+    assert region_of_id("msg_ru_5a02f9e1c7d3f0a8b6e4") == "ru"  # minted before ids had the time
+    assert region_of_id(new_id("msg")) == CONTROL
+    assert region_of_id("msg_ru_not-an-id") == CONTROL
