@@ -133,18 +133,19 @@ async def _tenant_create(
     return {"tenant_id": tenant.id, "api_key": api_key, "key_id": key_id(hash_api_key(api_key))}
 
 
-async def _key_add(settings: Settings, tenant_id: str, scopes: frozenset[str]) -> str | None:
+async def _key_add(settings: Settings, tenant_id: str, scopes: frozenset[str]) -> dict[str, str] | None:
     import secrets
 
     from gateway.app import open_stores
-    from gateway.auth import KEY_PREFIX
+    from gateway.auth import KEY_PREFIX, key_id
     from gateway.privacy.crypto import hash_api_key
 
     store = open_stores(settings).control
     await store.open()
     try:
         api_key = KEY_PREFIX + secrets.token_urlsafe(32)
-        if not await store.add_api_key(tenant_id, hash_api_key(api_key), scopes, time.time()):
+        key_hash = hash_api_key(api_key)
+        if not await store.add_api_key(tenant_id, key_hash, scopes, time.time()):
             return None
         await store.append_audit(
             at=time.time(),
@@ -154,14 +155,12 @@ async def _key_add(settings: Settings, tenant_id: str, scopes: frozenset[str]) -
             target=tenant_id,
             details={"scopes": sorted(scopes)},
         )
-        return api_key
+        return {"tenant_id": tenant_id, "api_key": api_key, "key_id": key_id(key_hash)}
     finally:
         await store.close()
 
 
 def cmd_tenant_key_add(args: argparse.Namespace) -> int:
-    from gateway.auth import key_id
-    from gateway.privacy.crypto import hash_api_key
     from gateway.store.records import SCOPES
 
     settings = _settings(args)
@@ -169,13 +168,11 @@ def cmd_tenant_key_add(args: argparse.Namespace) -> int:
     if not scopes or scopes - set(SCOPES):
         print(f"smsgw: unknown scope(s); known: {', '.join(SCOPES)}", file=sys.stderr)
         return 2
-    api_key = asyncio.run(_key_add(settings, args.tenant_id, scopes))
-    if api_key is None:
+    added = asyncio.run(_key_add(settings, args.tenant_id, scopes))
+    if added is None:
         print(f"smsgw: no tenant {args.tenant_id}", file=sys.stderr)
         return 2
-    print(
-        json.dumps({"tenant_id": args.tenant_id, "api_key": api_key, "key_id": key_id(hash_api_key(api_key))})
-    )
+    print(json.dumps(added))
     return 0
 
 

@@ -15,7 +15,7 @@ from gateway.errors import ApiError
 from gateway.phone import parse_number
 from gateway.privacy.mask import mask_phone
 from gateway.schemas import decode, json_body, query_int
-from gateway.services.fraud import EXPECTED_KEY, checked_expected, tenant_policy
+from gateway.services.fraud import EXPECTED_KEY, ClientSignals, checked_expected, tenant_policy
 from gateway.store.records import Principal
 
 
@@ -52,15 +52,7 @@ async def check(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     req = decode(await json_body(request), CheckRequest)
     num = parse_number(req.to)
-    decision, enforced = await ctx.fraud.peek(
-        who,
-        num,
-        client_ip=req.client_ip,
-        device_id=req.device_id,
-        session_id=req.session_id,
-        challenge_token=req.challenge_token,
-        now=ctx.clock(),
-    )
+    decision, enforced = await ctx.fraud.peek(who, num, ClientSignals.of(req), ctx.clock())
     action, score, retry_after = decision.action, round(decision.score, 4), decision.retry_after
     reasons = [{"code": r.code, "message": r.message, "scope": r.scope} for r in decision.reasons]
     if not who.tenant.may_send_to(num.country):  # the send path refuses this before anti-fraud

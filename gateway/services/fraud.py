@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from antifraud import Decision, FraudEngine, FraudRequest, TenantPolicy
@@ -71,6 +72,26 @@ def tenant_policy(tenant: Tenant, settings: dict[str, Any]) -> TenantPolicy:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ClientSignals:
+    """What the app tells about the user behind a send (all optional), as anti-fraud reads it."""
+
+    client_ip: str | None = None
+    device_id: str | None = None
+    session_id: str | None = None
+    challenge_token: str | None = None
+
+    @classmethod
+    def of(cls, req: object) -> ClientSignals:
+        """From a request body with any of these fields (an OTP, a message, a fraud check)."""
+        return cls(
+            getattr(req, "client_ip", None),
+            getattr(req, "device_id", None),
+            getattr(req, "session_id", None),
+            getattr(req, "challenge_token", None),
+        )
+
+
 class Fraud:
     """The engine plus each tenant's policy: its destination countries, and ``fraud_mode`` from the
     tenant's settings (``enforce``, or ``monitor``: decide, count and log, but always allow)."""
@@ -106,12 +127,9 @@ class Fraud:
         self,
         who: Principal,
         num: Number,
-        *,
-        client_ip: str | None,
-        device_id: str | None,
-        session_id: str | None,
-        challenge_token: str | None,
+        signals: ClientSignals,
         now: float,
+        *,
         dry_run: bool,
     ) -> Decision:
         await self._policy(who)
@@ -120,10 +138,10 @@ class Fraud:
                 tenant_id=who.tenant.id,
                 e164=num.e164,
                 country=num.country,
-                client_ip=client_ip,
-                device_id=device_id,
-                session_id=session_id,
-                challenge_passed=bool(challenge_token),
+                client_ip=signals.client_ip,
+                device_id=signals.device_id,
+                session_id=signals.session_id,
+                challenge_passed=bool(signals.challenge_token),
                 now=now,
             ),
             dry_run=dry_run,
@@ -133,11 +151,7 @@ class Fraud:
         self,
         who: Principal,
         num: Number,
-        *,
-        client_ip: str | None,
-        device_id: str | None,
-        session_id: str | None,
-        challenge_token: str | None,
+        signals: ClientSignals,
         now: float,
     ) -> tuple[Decision, bool]:
         """What the send path would decide now for this request, counting nothing (no limit spent, no
@@ -146,11 +160,8 @@ class Fraud:
         decision = await self._evaluate(
             who,
             num,
-            client_ip=client_ip,
-            device_id=device_id,
-            session_id=session_id,
-            challenge_token=challenge_token,
-            now=now,
+            signals,
+            now,
             dry_run=True,
         )
         return decision, self._policies[who.tenant.id][1].enforce
@@ -159,21 +170,14 @@ class Fraud:
         self,
         who: Principal,
         num: Number,
-        *,
-        client_ip: str | None,
-        device_id: str | None,
-        session_id: str | None,
-        challenge_token: str | None,
+        signals: ClientSignals,
         now: float,
     ) -> Decision:
         decision = await self._evaluate(
             who,
             num,
-            client_ip=client_ip,
-            device_id=device_id,
-            session_id=session_id,
-            challenge_token=challenge_token,
-            now=now,
+            signals,
+            now,
             dry_run=False,
         )
         if not decision.shared_state:

@@ -11,6 +11,7 @@ from gateway.phone import parse_number
 from gateway.privacy.mask import mask_phone
 from gateway.schemas import MessageRequest
 from gateway.services import privacy
+from gateway.services.fraud import ClientSignals
 from gateway.services.residency import keep_copy
 from gateway.store.records import MessageRecord, Principal
 from metrics.conversion import rewrite_links
@@ -34,15 +35,7 @@ async def send_message(ctx: Context, who: Principal, req: MessageRequest) -> tup
         raise ApiError(
             "country_not_permitted", f"This tenant may not send to {num.country}.", country=num.country
         )
-    await ctx.fraud.check(
-        who,
-        num,
-        client_ip=req.client_ip,
-        device_id=req.device_id,
-        session_id=None,
-        challenge_token=None,
-        now=ctx.clock(),
-    )
+    await ctx.fraud.check(who, num, ClientSignals.of(req), ctx.clock())
     decision = await ctx.senderids.check(who.tenant.id, req.sender_id, num.country, req.body)
     brand = await ctx.senderids.brand_class(who.tenant.id, num.country)
     region, store = ctx.regions.for_country(num.country)

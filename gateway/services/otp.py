@@ -17,6 +17,7 @@ from gateway.ids import new_id, random_below
 from gateway.phone import parse_number
 from gateway.privacy.mask import mask_phone
 from gateway.schemas import OtpRequest
+from gateway.services.fraud import ClientSignals
 from gateway.services.residency import keep_copy
 from gateway.state import StateUnavailable
 from gateway.store.records import MessageRecord, OtpRecord, Principal
@@ -117,15 +118,7 @@ async def request_otp(ctx: Context, who: Principal, req: OtpRequest) -> OtpAccep
     # send (it would hold it against the number's and the range's limits); a send anti-fraud refuses
     # gives the gate back, as a failed write does below
     try:
-        fraud = await ctx.fraud.check(
-            who,
-            num,
-            client_ip=req.client_ip,
-            device_id=req.device_id,
-            session_id=req.session_id,
-            challenge_token=req.challenge_token,
-            now=now,
-        )
+        fraud = await ctx.fraud.check(who, num, ClientSignals.of(req), now)
     except BaseException:
         await _release_gate(ctx, who.tenant.id, phone_hmac, now, otp_id)
         raise

@@ -6,10 +6,24 @@ import bisect
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TypeVar
 
 from gateway.state.base import GateResult, attempts_key, cooldown_key, number_window_key
 
 HOUR = 3600.0
+V = TypeVar("V")
+
+
+def _expire(
+    d: dict[str, V], q: deque[tuple[float, str]], now: float, cap: int, last: Callable[[V, float], bool]
+) -> None:
+    """Pop ``q``'s due entries (and, while ``d`` holds ``cap`` keys, its oldest): a key goes when the
+    entry is its ``last`` (no later write queued a later expiry), or to make room."""
+    while q and (q[0][0] <= now or len(d) >= cap):
+        at, k = q.popleft()
+        v = d.get(k)
+        if v is not None and (len(d) >= cap or last(v, at)):
+            del d[k]
 
 
 class MemoryState:
@@ -39,23 +53,10 @@ class MemoryState:
 
     def _gc(self, now: float) -> None:
         cap = self._max_keys
-        until, q = self._until, self._until_q
-        while q and (q[0][0] <= now or len(until) >= cap):
-            at, k = q.popleft()
-            if until.get(k, -1.0) == at or (k in until and len(until) >= cap):
-                del until[k]
-        windows, q = self._windows, self._windows_q
-        while q and (q[0][0] <= now or len(windows) >= cap):
-            at, k = q.popleft()
-            w = windows.get(k)
-            if w is not None and (not w or w[-1] + HOUR <= at or len(windows) >= cap):
-                del windows[k]  # no send in its last hour (a later send queued a later entry)
-        counters, q = self._counters, self._counters_q
-        while q and (q[0][0] <= now or len(counters) >= cap):
-            at, k = q.popleft()
-            c = counters.get(k)
-            if c is not None and (c[1] == at or len(counters) >= cap):
-                del counters[k]
+        _expire(self._until, self._until_q, now, cap, lambda until, at: until == at)
+        # a window goes with no send in its last hour (a later send queued a later entry)
+        _expire(self._windows, self._windows_q, now, cap, lambda w, at: not w or w[-1] + HOUR <= at)
+        _expire(self._counters, self._counters_q, now, cap, lambda c, at: c[1] == at)
 
     async def send_gate(
         self, tenant_id: str, phone_key: str, *, cooldown: float, hourly_limit: int, now: float, member: str
